@@ -1,0 +1,38 @@
+"""The one error type users see.
+
+A performance engineer running a long job on a GPU box wants to know, in one line, what went
+wrong and what to do about it -- not a traceback through our internals. Every failure we can
+anticipate is raised as :class:`KtInterfError` with a ``cause`` and a ``fix``; the plugin renders
+it as that one line (plus an optional detail block such as a server log tail).
+"""
+
+from __future__ import annotations
+
+
+class KtInterfError(Exception):
+    """A failure the user can act on.
+
+    ``cause`` says what happened, ``fix`` what to do; ``detail`` (optional, multi-line) carries
+    evidence such as the tail of a server log.
+    """
+
+    def __init__(self, cause: str, fix: str, detail: str = "") -> None:
+        self.cause = cause
+        self.fix = fix
+        self.detail = detail
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        """The single line shown to the user."""
+        return f"{self.cause} -- fix: {self.fix}"
+
+    def render(self) -> str:
+        """The line plus the detail block, if any."""
+        if not self.detail:
+            return self.line()
+        indented = "\n".join("    " + row for row in self.detail.rstrip().splitlines())
+        return f"{self.line()}\n{indented}"
+
+
+class InvalidMeasurement(KtInterfError):
+    """A measurement that must not be trusted (prefix-cache hit, short decode, missing tokens)."""

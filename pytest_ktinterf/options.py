@@ -1,0 +1,196 @@
+"""Command-line and ini options, resolved once into a typed :class:`Options`.
+
+Every setting can come from the command line (``--kt-...``), the ini file (``kt_...``) or, for
+the paths people keep per machine, an environment variable; the first one set wins. Keeping this
+apart from the fixtures (as pytest-benchmark does) means the rest of the plugin receives plain
+values and never touches ``config``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from pytest_ktinterf.errors import KtInterfError
+
+BACKENDS = ("embedded", "process", "external")
+
+
+@dataclass(frozen=True)
+class _Opt:
+    name: str
+    help: str
+    default: str | None = None
+    env: str | None = None
+
+
+_OPTIONS: tuple[_Opt, ...] = (
+    _Opt("backend", "server backend: embedded (default), process, external", None),
+    _Opt("url", "base URL of an already running OpenAI-compatible server (external backend)"),
+    _Opt(
+        "server-cmd",
+        "command line that starts the server (process backend); '{port}' is replaced by a "
+        "free port and the server is then expected at http://127.0.0.1:{port}",
+    ),
+    _Opt("server-port", "port the --kt-server-cmd server listens on when the command has no {port}"),
+    _Opt("llama-server", "llama-server binary for the embedded backend", env="KTINTERF_LLAMA_SERVER"),
+    _Opt("model", "GGUF model for the embedded backend", env="KTINTERF_MODEL"),
+    _Opt(
+        "server-cpus",
+        "cores the started server is pinned to, e.g. '1' or '0-3,8' (default: the last core)",
+    ),
+    _Opt("server-threads", "inference threads of the embedded server (default: one per pinned core)"),
+    _Opt("parallel", "parallel slots of the embedded server, i.e. the most streams (default 4)", "4"),
+    _Opt("ready-timeout", "seconds to wait for the server to become ready (default 180)", "180"),
+    _Opt("api", "endpoint the probe uses: chat (default) or completions", "chat"),
+    _Opt("model-name", "model name sent in requests (default: first id from /v1/models)"),
+    _Opt("prompt-tokens", "prompt length in tokens for every request (default 128)", "128"),
+    _Opt("max-tokens", "tokens generated per request, EOS ignored (default 64)", "64"),
+    _Opt("streams", "largest concurrency measured, 1..N (default 4)", "4"),
+    _Opt("trials", "baseline/condition pairs per comparison (default 6)", "6"),
+    _Opt("stress-ng", "stress-ng binary used by CPU actors", "stress-ng", env="KTINTERF_STRESS_NG"),
+    _Opt("report-json", "where to write the JSON record of all measurements", ".ktinterf/report.json"),
+)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register every option on the command line and in the ini file."""
+    group = parser.getgroup("ktinterf", "resource-interference experiments (pytest-ktinterf)")
+    for opt in _OPTIONS:
+        dest = "kt_" + opt.name.replace("-", "_")
+        env_note = f" [env {opt.env}]" if opt.env else ""
+        group.addoption(f"--kt-{opt.name}", dest=dest, default=None, help=opt.help + env_note)
+        parser.addini(dest, help=opt.help, default=None)
+
+
+def parse_cpu_list(text: str, option: str = "--kt-server-cpus") -> list[int]:
+    """Parse the kernel's cpu-list syntax ('0-3,8') into sorted core numbers."""
+    cores: set[int] = set()
+    try:
+        for part in text.replace(" ", "").split(","):
+            if not part:
+                continue
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                if hi < lo:
+                    raise ValueError(part)
+                cores.update(range(lo, hi + 1))
+            else:
+                cores.add(int(part))
+    except ValueError as exc:
+        raise KtInterfError(
+            f"{option}={text!r} is not a core list",
+            "write cores like '1' or '0-3,8'",
+        ) from exc
+    available = sorted(os.sched_getaffinity(0))
+    missing = sorted(cores - set(available))
+    if not cores or missing:
+        raise KtInterfError(
+            f"{option}={text!r} names cores {missing or 'none'} that this process cannot use "
+            f"(available: {format_cpu_list(available)})",
+            f"choose cores from {format_cpu_list(available)}",
+        )
+    return sorted(cores)
+
+
+def format_cpu_list(cores: list[int]) -> str:
+    """The inverse of :func:`parse_cpu_list`, compacting runs ('0-3,8')."""
+    ordered = sorted(set(cores))
+    runs: list[str] = []
+    start = 0
+    for i, core in enumerate(ordered):
+        if i + 1 == len(ordered) or ordered[i + 1] != core + 1:
+            first = ordered[start]
+            runs.append(str(first) if first == core else f"{first}-{core}")
+            start = i + 1
+    return ",".join(runs)
+
+
+@dataclass(frozen=True)
+class Options:
+    """Every setting the plugin uses, resolved and validated."""
+
+    backend: str = "embedded"
+    url: str | None = None
+    server_cmd: str | None = None
+    server_port: int | None = None
+    llama_server: str | None = None
+    model: str | None = None
+    server_cpus: list[int] = field(default_factory=list)
+    server_threads: int | None = None
+    parallel: int = 4
+    ready_timeout: float = 180.0
+    api: str = "chat"
+    model_name: str | None = None
+    prompt_tokens: int = 128
+    max_tokens: int = 64
+    streams: int = 4
+    trials: int = 6
+    stress_ng: str = "stress-ng"
+    report_json: str | None = ".ktinterf/report.json"
+
+
+def _raw(config: pytest.Config, opt: _Opt) -> str | None:
+    dest = "kt_" + opt.name.replace("-", "_")
+    value: Any = config.getoption(dest, default=None)
+    if value is None:
+        value = config.getini(dest) or None
+    if value is None and opt.env:
+        value = os.environ.get(opt.env) or None
+    if value is None:
+        value = opt.default
+    return None if value is None else str(value)
+
+
+def _int(name: str, value: str | None, minimum: int = 1) -> int | None:
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        number = minimum - 1
+    if number < minimum:
+        raise KtInterfError(f"--kt-{name}={value!r} is not valid", f"give an integer >= {minimum}")
+    return number
+
+
+def from_config(config: pytest.Config) -> Options:
+    """Resolve and validate all options from a pytest config."""
+    raw = {opt.name: _raw(config, opt) for opt in _OPTIONS}
+    backend = raw["backend"] or ("external" if raw["url"] else "process" if raw["server-cmd"] else "embedded")
+    if backend not in BACKENDS:
+        raise KtInterfError(f"--kt-backend={backend!r} is unknown", f"use one of {', '.join(BACKENDS)}")
+    if backend == "external" and not raw["url"]:
+        raise KtInterfError("--kt-backend=external needs a URL", "pass --kt-url http://HOST:PORT")
+    if backend == "process" and not raw["server-cmd"]:
+        raise KtInterfError(
+            "--kt-backend=process needs a command", "pass --kt-server-cmd 'your server --port {port}'"
+        )
+    api = raw["api"] or "chat"
+    if api not in ("chat", "completions"):
+        raise KtInterfError(f"--kt-api={api!r} is unknown", "use chat or completions")
+    cpus_text = raw["server-cpus"]
+    cpus = parse_cpu_list(cpus_text) if cpus_text else [max(os.sched_getaffinity(0))]
+    return Options(
+        backend=backend,
+        url=raw["url"].rstrip("/") if raw["url"] else None,
+        server_cmd=raw["server-cmd"],
+        server_port=_int("server-port", raw["server-port"]),
+        llama_server=raw["llama-server"],
+        model=raw["model"],
+        server_cpus=cpus,
+        server_threads=_int("server-threads", raw["server-threads"]),
+        parallel=_int("parallel", raw["parallel"]) or 4,
+        ready_timeout=float(_int("ready-timeout", raw["ready-timeout"]) or 180),
+        api=api,
+        model_name=raw["model-name"],
+        prompt_tokens=_int("prompt-tokens", raw["prompt-tokens"], minimum=8) or 128,
+        max_tokens=_int("max-tokens", raw["max-tokens"], minimum=4) or 64,
+        streams=_int("streams", raw["streams"]) or 4,
+        trials=_int("trials", raw["trials"], minimum=3) or 6,
+        stress_ng=raw["stress-ng"] or "stress-ng",
+        report_json=raw["report-json"] or None,
+    )

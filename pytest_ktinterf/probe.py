@@ -1,0 +1,322 @@
+"""The throughput probe: streaming OpenAI-compatible requests, timed per token on the client.
+
+Validity rules (each one learned the hard way, see the measurement notes):
+
+* every prompt starts with a unique nonce, so no prefix cache can serve it. Only what precedes
+  the nonce can be shared: BOS, and on the chat API the template's fixed opening
+  (``<|im_start|>system\n``: llama.cpp reports 3-6 cached tokens, depending on the slot).
+  Prefill is computed over the tokens actually processed (prompt - cached), the same figure
+  as the server's own ``prompt_n``, so that opening cannot fake prefill; a hit larger than
+  :func:`cache_allowance` means the nonce failed and the request is invalid;
+* prompts are calibrated to a fixed length in tokens and decode length is fixed (``max_tokens``
+  with ``ignore_eos``), so rates are computed over the same amount of work every time;
+* token counts come from ``usage`` (``stream_options.include_usage``); without it we count
+  chunks and warn, because servers may pack several tokens into one chunk;
+* where the server reports its own timings (llama.cpp ``timings``) they are kept beside ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+import warnings
+from typing import Any
+
+import httpx
+
+from pytest_ktinterf.errors import InvalidMeasurement, KtInterfError
+from pytest_ktinterf.samples import RequestSample, RoundSample
+
+_FILLER = (
+    "the", "river", "runs", "past", "old", "stone", "mills", "while", "lanterns", "glow", "over",
+    "quiet", "streets", "and", "travellers", "trade", "stories", "of", "distant", "mountains",
+    "harbours", "markets", "and", "storms",
+)  # fmt: skip
+
+
+def cache_allowance(prompt_tokens: int) -> int:
+    """Cached tokens a nonce-led prompt may still show: template opening + chance overlap."""
+    return max(8, prompt_tokens // 20)
+
+
+class ProbeWarning(UserWarning):
+    """A measurement that is usable but less exact than it should be."""
+
+
+def nonce() -> str:
+    """A prefix no server has seen before."""
+    return uuid.uuid4().hex[:16]
+
+
+def filler(words: int) -> str:
+    return " ".join(_FILLER[i % len(_FILLER)] for i in range(words))
+
+
+class Probe:
+    """Measures one server with one fixed workload.
+
+    ``prompt_tokens`` is the target prompt length as the server counts it (chat template
+    included); call :meth:`calibrate` once before measuring.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        api: str = "chat",
+        model: str | None = None,
+        prompt_tokens: int = 128,
+        max_tokens: int = 64,
+        request_timeout_s: float = 300.0,
+        extra_body: dict[str, Any] | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.api = api
+        self.model = model
+        self.prompt_tokens = prompt_tokens
+        self.max_tokens = max_tokens
+        self.timeout = httpx.Timeout(request_timeout_s, connect=5.0)
+        self.extra_body = extra_body or {}
+        self.filler_words: int | None = None
+
+    # -- request construction ------------------------------------------------------------
+
+    def _body(self, words: int, max_tokens: int) -> dict[str, Any]:
+        text = f"{nonce()} Tell a long story. {filler(words)}"
+        body: dict[str, Any] = {
+            "max_tokens": max_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "ignore_eos": True,
+            "temperature": 0.0,
+        }
+        if self.model:
+            body["model"] = self.model
+        if self.api == "chat":
+            # The nonce opens the system message: the template's first tokens are all a
+            # prefix cache could share, and there is no default system prompt to reuse.
+            body["messages"] = [
+                {"role": "system", "content": text[: text.index(" Tell")]},
+                {"role": "user", "content": text[text.index("Tell") :]},
+            ]
+        else:
+            body["prompt"] = text
+        body.update(self.extra_body)
+        return body
+
+    @property
+    def _path(self) -> str:
+        return "/v1/chat/completions" if self.api == "chat" else "/v1/completions"
+
+    # -- one request -----------------------------------------------------------------------
+
+    async def _request(self, client: httpx.AsyncClient, stream: int, body: dict[str, Any]) -> RequestSample:
+        token_times: list[float] = []
+        usage: dict[str, Any] | None = None
+        timings: dict[str, Any] | None = None
+        t_send = time.perf_counter()
+        try:
+            async with client.stream("POST", self.url + self._path, json=body) as response:
+                if response.status_code != 200:
+                    text = (await response.aread()).decode("utf-8", "replace")[:300]
+                    raise KtInterfError(
+                        f"POST {self._path} answered HTTP {response.status_code}: {text}",
+                        "check --kt-model-name and --kt-api against what the server serves",
+                    )
+                async for line in response.aiter_lines():
+                    now = time.perf_counter()
+                    if not line.startswith("data:"):
+                        continue  # blank separators, SSE comments, event: lines
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    chunk = _parse_chunk(data, self.url)
+                    if _carries_token(chunk, self.api, started=bool(token_times)):
+                        token_times.append(now)
+                    usage = chunk.get("usage") or usage
+                    timings = chunk.get("timings") or timings
+        except httpx.TimeoutException as exc:
+            raise KtInterfError(
+                f"request to {self.url}{self._path} timed out after {self.timeout.read} s",
+                "the server is overloaded or hung; check its log, or lower --kt-streams",
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise KtInterfError(
+                f"request to {self.url}{self._path} failed: {type(exc).__name__}: {exc}",
+                "check that the server is still running (its log tail is in the report)",
+            ) from exc
+        return _sample(stream, t_send, token_times, usage, timings, self.url)
+
+    async def _round(self, bodies: list[dict[str, Any]]) -> RoundSample:
+        limits = httpx.Limits(max_connections=len(bodies) + 2)
+        async with httpx.AsyncClient(timeout=self.timeout, limits=limits) as client:
+            t_start = time.perf_counter()
+            requests = await asyncio.gather(
+                *(self._request(client, i, body) for i, body in enumerate(bodies))
+            )
+            t_end = time.perf_counter()
+        return RoundSample(streams=len(bodies), requests=list(requests), t_start=t_start, t_end=t_end)
+
+    # -- public API --------------------------------------------------------------------------
+
+    def calibrate(self) -> int:
+        """Find the filler length that makes prompts ``prompt_tokens`` long; return the error.
+
+        Two short requests give the linear map words -> tokens (template overhead + slope),
+        a third checks it; the nonce's own length varies by a token or two.
+        """
+
+        def count(words: int) -> int:
+            body = self._body(words, max_tokens=1)
+            body.pop("ignore_eos", None)
+            return asyncio.run(self._round([body])).requests[0].prompt_tokens
+
+        low, high = 8, 8 + max(16, self.prompt_tokens // 2)
+        t_low, t_high = count(low), count(high)
+        slope = (t_high - t_low) / (high - low)
+        if slope <= 0:
+            raise KtInterfError(
+                f"prompt length does not grow with the prompt ({t_low} -> {t_high} tokens)",
+                "the server's usage.prompt_tokens looks wrong; check --kt-api",
+            )
+        words = max(1, round(low + (self.prompt_tokens - t_low) / slope))
+        if t_low > self.prompt_tokens:
+            raise KtInterfError(
+                f"--kt-prompt-tokens={self.prompt_tokens} is shorter than the fixed part of the "
+                f"prompt ({t_low} tokens)",
+                f"use --kt-prompt-tokens of at least {t_low + 8}",
+            )
+        self.filler_words = words
+        return count(words) - self.prompt_tokens
+
+    def measure(self, streams: int = 1) -> RoundSample:
+        """One round of ``streams`` concurrent requests, each with a fresh nonce."""
+        if self.filler_words is None:
+            self.calibrate()
+        assert self.filler_words is not None
+        bodies = [self._body(self.filler_words, self.max_tokens) for _ in range(streams)]
+        sample = asyncio.run(self._round(bodies))
+        for request in sample.requests:
+            self._validate(request)
+        return sample
+
+    def _validate(self, request: RequestSample) -> None:
+        allowed = cache_allowance(request.prompt_tokens)
+        if request.cached_tokens and request.cached_tokens > allowed:
+            raise InvalidMeasurement(
+                f"the server's prefix cache served {request.cached_tokens} of "
+                f"{request.prompt_tokens} prompt tokens (more than the {allowed} a chat "
+                f"template's fixed opening can explain), so prefill was not measured",
+                "the nonce did not defeat this server's prefix cache; disable prompt caching "
+                "on the server (llama.cpp: request field cache_prompt=false) and report it",
+            )
+        if request.completion_tokens != self.max_tokens:
+            raise InvalidMeasurement(
+                f"the server generated {request.completion_tokens} tokens, expected exactly "
+                f"{self.max_tokens} (max_tokens with ignore_eos)",
+                "use a server that honours max_tokens and ignore_eos, or set --kt-max-tokens "
+                "to the server's fixed output length (KT v0.2: --max_new_tokens)",
+            )
+        low, high = 0.9 * self.prompt_tokens, 1.1 * self.prompt_tokens + 2
+        if not low <= request.prompt_tokens <= high:
+            raise InvalidMeasurement(
+                f"prompt was {request.prompt_tokens} tokens, target {self.prompt_tokens}",
+                "calibration drifted; rerun, or report the server's usage.prompt_tokens as odd",
+            )
+
+
+def _parse_chunk(data: str, url: str) -> dict[str, Any]:
+    try:
+        chunk = json.loads(data)
+    except ValueError as exc:
+        raise InvalidMeasurement(
+            f"server at {url} sent a stream chunk that is not JSON: {data[:80]!r}",
+            "point --kt-url at an OpenAI-compatible server (SSE 'data: {json}' lines)",
+        ) from exc
+    if not isinstance(chunk, dict):
+        raise InvalidMeasurement(
+            f"server at {url} sent a stream chunk that is not a JSON object: {data[:80]!r}",
+            "point --kt-url at an OpenAI-compatible server",
+        )
+    if "error" in chunk:
+        raise KtInterfError(
+            f"server at {url} reported an error mid-stream: {str(chunk['error'])[:200]}",
+            "check the server log; the request was rejected or the server ran out of memory",
+        )
+    return chunk
+
+
+def _carries_token(chunk: dict[str, Any], api: str, started: bool) -> bool:
+    """Whether a chunk delivers generated output (role-only and usage-only chunks do not).
+
+    An empty piece counts once output has started (special tokens decode to ''), but not
+    before, where some servers send an empty role chunk as soon as the request arrives.
+    """
+    choices = chunk.get("choices") or []
+    if not choices or not isinstance(choices[0], dict):
+        return False
+    choice = choices[0]
+    if api == "chat":
+        delta = choice.get("delta") or {}
+        piece = delta.get("content")
+        if piece is None:
+            piece = delta.get("reasoning_content")
+    else:
+        piece = choice.get("text")
+    if piece is None:
+        return False
+    return bool(piece) or started
+
+
+def _sample(
+    stream: int,
+    t_send: float,
+    token_times: list[float],
+    usage: dict[str, Any] | None,
+    timings: dict[str, Any] | None,
+    url: str,
+) -> RequestSample:
+    if not token_times:
+        raise InvalidMeasurement(
+            f"server at {url} streamed no tokens",
+            "check that the server streams (stream=true) and that the model name is right",
+        )
+    prompt_tokens = completion_tokens = 0
+    cached: int | None = None
+    from_usage = usage is not None
+    if usage is not None:
+        prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        completion_tokens = int(usage.get("completion_tokens") or 0)
+        details = usage.get("prompt_tokens_details") or {}
+        if isinstance(details, dict) and details.get("cached_tokens") is not None:
+            cached = int(details["cached_tokens"])
+    if completion_tokens <= 0:
+        from_usage = False
+        completion_tokens = len(token_times)
+        warnings.warn(
+            ProbeWarning(f"server at {url} sent no usage; counting {len(token_times)} chunks as tokens"),
+            stacklevel=2,
+        )
+    if prompt_tokens <= 0 and timings:
+        prompt_tokens = int(timings.get("prompt_n") or 0)
+    return RequestSample(
+        stream=stream,
+        t_send=t_send,
+        t_first=token_times[0],
+        t_last=token_times[-1],
+        token_times=token_times,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        cached_tokens=cached,
+        tokens_from_usage=from_usage,
+        server_prefill_tps=_float(timings, "prompt_per_second"),
+        server_decode_tps=_float(timings, "predicted_per_second"),
+    )
+
+
+def _float(source: dict[str, Any] | None, key: str) -> float | None:
+    if not source or source.get(key) is None:
+        return None
+    return float(source[key])

@@ -1,0 +1,214 @@
+"""Child processes that cannot outlive us: own process group, death signal, on-disk registry.
+
+Everything the plugin starts (servers, stress-ng, fillers) goes through :func:`spawn`. Three
+layers make sure nothing is left running:
+
+1. each child leads its own process group, so :func:`terminate` kills the whole tree
+   (stress-ng forks its workers, KT forks a scheduler and an engine);
+2. the child asks the kernel for SIGKILL when its parent dies (``PR_SET_PDEATHSIG``), which
+   covers a SIGKILL of pytest for the direct child;
+3. every live group is written to a registry directory; a new session calls
+   :func:`reap_leftovers`, which kills groups whose owning pytest is gone (grandchildren that
+   the death signal does not reach, a crashed session on another terminal).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _child_setup(cpus: Sequence[int] | None) -> None:
+    """Runs in the child between fork and exec: die with the parent, then pin."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    if cpus:
+        os.sched_setaffinity(0, set(cpus))
+
+
+@dataclass
+class Child:
+    """A started process group and where its output goes."""
+
+    popen: subprocess.Popen[bytes]
+    name: str
+    log_path: Path
+    record_path: Path | None
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        """Last lines of the child's combined stdout/stderr."""
+        try:
+            data = self.log_path.read_bytes()[-64 * 1024 :]
+        except OSError:
+            return "(no log)"
+        text = data.decode("utf-8", errors="replace").rstrip()
+        return "\n".join(text.splitlines()[-lines:]) or "(log is empty)"
+
+    def tree(self) -> list[psutil.Process]:
+        """The child and all its descendants that are still alive."""
+        try:
+            root = psutil.Process(self.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+
+def registry_dir() -> Path:
+    """Where live process groups are recorded (machine-wide, shared by all sessions)."""
+    base = os.environ.get("KTINTERF_STATE_DIR") or os.path.join(
+        os.environ.get("XDG_RUNTIME_DIR") or "/tmp", f"pytest-ktinterf-{os.getuid()}"
+    )
+    path = Path(base) / "live"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    name: str,
+    log_path: Path,
+    cpus: Sequence[int] | None = None,
+    env: dict[str, str] | None = None,
+) -> Child:
+    """Start ``argv`` in a new process group, pinned to ``cpus``, logging to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        popen = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: _child_setup(cpus),
+            env=env,
+        )
+    record = _register(popen.pid, name, argv)
+    return Child(popen=popen, name=name, log_path=log_path, record_path=record)
+
+
+def _register(pid: int, name: str, argv: Sequence[str]) -> Path | None:
+    try:
+        created = psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        return None
+    record = registry_dir() / f"{pid}.json"
+    record.write_text(
+        json.dumps(
+            {
+                "pid": pid,
+                "pgid": pid,
+                "create_time": created,
+                "owner_pid": os.getpid(),
+                "owner_create_time": psutil.Process().create_time(),
+                "name": name,
+                "argv": list(argv),
+            }
+        )
+    )
+    return record
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _group_members(pgid: int) -> list[psutil.Process]:
+    members = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if os.getpgid(proc.pid) == pgid:
+                members.append(proc)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return members
+
+
+def terminate(child: Child, grace_s: float = 5.0) -> None:
+    """Stop the child's whole process group: SIGTERM, then SIGKILL after ``grace_s``."""
+    pgid = child.pid
+    _kill_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if child.popen.poll() is not None and not _group_members(pgid):
+            break
+        time.sleep(0.05)
+    else:
+        _kill_group(pgid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.popen.wait(timeout=5)
+        psutil.wait_procs(_group_members(pgid), timeout=5)
+    if child.popen.poll() is None:
+        child.popen.kill()
+        child.popen.wait(timeout=5)
+    if child.record_path is not None:
+        with contextlib.suppress(FileNotFoundError):
+            child.record_path.unlink()
+
+
+def _owner_alive(record: dict[str, object]) -> bool:
+    try:
+        owner = psutil.Process(int(record["owner_pid"]))  # type: ignore[arg-type]
+        return abs(owner.create_time() - float(record["owner_create_time"])) < 1.0  # type: ignore[arg-type]
+    except (psutil.NoSuchProcess, KeyError, ValueError):
+        return False
+
+
+def _leader_reused(pgid: int, create_time: float) -> bool:
+    """True when ``pgid`` now names someone else's process.
+
+    The kernel does not hand out a pid still in use as a process-group id, so a group whose
+    leader is gone but whose members live is still ours; only a live leader with another start
+    time means the number was recycled.
+    """
+    try:
+        return abs(psutil.Process(pgid).create_time() - create_time) > 1.0
+    except psutil.NoSuchProcess:
+        return False
+
+
+def reap_leftovers() -> list[str]:
+    """Kill process groups left by sessions that died; return a line per group reaped."""
+    reaped: list[str] = []
+    for path in sorted(registry_dir().glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)
+            continue
+        if _owner_alive(record):
+            continue
+        pgid = int(record["pgid"])
+        if _leader_reused(pgid, float(record.get("create_time", 0.0))):
+            path.unlink(missing_ok=True)
+            continue
+        members = _group_members(pgid)
+        if members:
+            _kill_group(pgid, signal.SIGKILL)
+            psutil.wait_procs(members, timeout=5)
+            reaped.append(f"{record.get('name', '?')} (pgid {pgid}, {len(members)} processes)")
+        path.unlink(missing_ok=True)
+    return reaped

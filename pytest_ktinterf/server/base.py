@@ -1,0 +1,112 @@
+"""What every server backend hands out, and how we decide that a server is ready.
+
+A backend is a context manager that yields a :class:`ServerHandle`; the rest of the plugin only
+sees the handle's URL, the processes to watch (none for an external server) and a log tail for
+error messages. Docker arrives later as one more backend with the same shape.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+import psutil
+
+from pytest_ktinterf.errors import KtInterfError
+from pytest_ktinterf.processes import Child
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class ServerHandle:
+    """A reachable OpenAI-compatible server."""
+
+    url: str
+    backend: str
+    description: str
+    child: Child | None = None
+    meta: dict[str, object] = field(default_factory=dict)
+
+    def processes(self) -> list[psutil.Process]:
+        """The server's process tree (empty when we did not start it)."""
+        return self.child.tree() if self.child else []
+
+    def cpus(self) -> list[int] | None:
+        """The cores the server actually runs on, read from the OS, or None if unknown."""
+        procs = self.processes()
+        if not procs:
+            return None
+        try:
+            return sorted(procs[0].cpu_affinity() or [])
+        except psutil.Error:
+            return None
+
+    def log_tail(self, lines: int = 30) -> str:
+        return self.child.log_tail(lines) if self.child else "(server not started by pytest-ktinterf)"
+
+
+def free_port() -> int:
+    """A currently free TCP port on loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _ready_once(client: httpx.Client, url: str) -> tuple[bool, str]:
+    """One readiness check: ``/health`` 200, or no ``/health`` and ``/v1/models`` 200.
+
+    llama.cpp and SGLang answer ``/health`` (503 while loading); KT v0.2.x has none and opens
+    its port only after loading, so ``/v1/models`` answering is its readiness signal.
+    """
+    health = client.get(f"{url}/health")
+    if health.status_code == 200:
+        return True, "health 200"
+    if health.status_code not in (404, 405):
+        return False, f"/health answered {health.status_code}"
+    models = client.get(f"{url}/v1/models")
+    return models.status_code == 200, f"/v1/models answered {models.status_code}"
+
+
+def wait_ready(
+    url: str,
+    timeout_s: float,
+    *,
+    child: Child | None = None,
+    say: Say | None = None,
+    what: str = "server",
+) -> None:
+    """Poll until ready; fail fast if the child exits; report progress every 10 s."""
+    started = time.monotonic()
+    deadline = started + timeout_s
+    last_state = "no answer yet"
+    next_note = started + 10.0
+    with httpx.Client(timeout=httpx.Timeout(5.0, connect=2.0)) as client:
+        while True:
+            if child is not None and not child.alive():
+                code = child.popen.returncode
+                raise KtInterfError(
+                    f"{what} exited with code {code} before it became ready (log: {child.log_path})",
+                    "check the server command, model path and port in the log tail below",
+                    detail=child.log_tail(),
+                )
+            try:
+                ready, last_state = _ready_once(client, url)
+                if ready:
+                    return
+            except httpx.HTTPError as exc:
+                last_state = type(exc).__name__
+            now = time.monotonic()
+            if now >= deadline:
+                raise KtInterfError(
+                    f"{what} at {url} not ready after {timeout_s:.0f} s (last: {last_state})",
+                    "raise --kt-ready-timeout if the model is large, or check the log tail below",
+                    detail=child.log_tail() if child else "",
+                )
+            if say is not None and now >= next_note:
+                say(f"waiting for {what} at {url}: {now - started:.0f} s / {timeout_s:.0f} s ({last_state})")
+                next_note = now + 10.0
+            time.sleep(0.2)

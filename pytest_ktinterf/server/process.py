@@ -1,0 +1,82 @@
+"""The ``process`` backend: any command line (KT, vLLM, SGLang, llama.cpp) started and owned by us."""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from pytest_ktinterf.errors import KtInterfError
+from pytest_ktinterf.processes import spawn, terminate
+from pytest_ktinterf.server.base import Say, ServerHandle, free_port, wait_ready
+
+
+def expand_command(command: str, port: int) -> list[str]:
+    """Split a command line and substitute ``{port}``."""
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise KtInterfError(f"--kt-server-cmd cannot be parsed ({exc})", "check its quoting") from exc
+    if not argv:
+        raise KtInterfError("--kt-server-cmd is empty", "give the command that starts the server")
+    return [part.replace("{port}", str(port)) for part in argv]
+
+
+@contextlib.contextmanager
+def run_command(
+    argv: Sequence[str],
+    *,
+    url: str,
+    cpus: Sequence[int] | None,
+    log_path: Path,
+    ready_timeout: float,
+    backend: str,
+    description: str,
+    say: Say | None = None,
+) -> Iterator[ServerHandle]:
+    """Start ``argv`` pinned to ``cpus``, wait until ``url`` is ready, stop it afterwards."""
+    if shutil.which(argv[0]) is None:
+        raise KtInterfError(
+            f"server command '{argv[0]}' was not found",
+            "give a full path or install it; see --kt-server-cmd / --kt-llama-server",
+        )
+    child = spawn(argv, name=f"server:{backend}", log_path=log_path, cpus=cpus)
+    try:
+        wait_ready(url, ready_timeout, child=child, say=say, what=description)
+        yield ServerHandle(url=url, backend=backend, description=description, child=child)
+    finally:
+        terminate(child)
+
+
+@contextlib.contextmanager
+def process_server(
+    command: str,
+    *,
+    port: int | None,
+    cpus: Sequence[int] | None,
+    log_dir: Path,
+    ready_timeout: float,
+    say: Say | None = None,
+) -> Iterator[ServerHandle]:
+    """Run the user's server command; ``{port}`` in it gets a free port."""
+    if "{port}" in command:
+        port = free_port()
+    elif port is None:
+        raise KtInterfError(
+            "--kt-server-cmd has no '{port}' and no --kt-server-port was given",
+            "put '{port}' where the command takes its port, or pass --kt-server-port",
+        )
+    argv = expand_command(command, port)
+    with run_command(
+        argv,
+        url=f"http://127.0.0.1:{port}",
+        cpus=cpus,
+        log_path=log_dir / "server-process.log",
+        ready_timeout=ready_timeout,
+        backend="process",
+        description=f"server command '{Path(argv[0]).name}'",
+        say=say,
+    ) as handle:
+        yield handle

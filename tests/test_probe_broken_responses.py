@@ -1,0 +1,85 @@
+"""How the probe handles broken servers, against the FAKE broken server (see its docstring)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_ktinterf.errors import InvalidMeasurement, KtInterfError
+from pytest_ktinterf.probe import Probe, ProbeWarning
+from tests.fake_broken_server import fake_broken_server, sse, token_chunk, usage_chunk
+
+GOOD_TOKENS = b"".join(token_chunk(f" t{i}") for i in range(8))
+
+
+def probe(url: str, max_tokens: int = 8) -> Probe:
+    p = Probe(url, prompt_tokens=32, max_tokens=max_tokens)
+    p.filler_words = 10  # skip calibration: the fake server cannot count tokens
+    return p
+
+
+def test_well_formed_stream_is_accepted():
+    body = sse({"choices": [{"delta": {"role": "assistant", "content": None}}]})
+    body += GOOD_TOKENS + usage_chunk(32, 8) + b"data: [DONE]\n\n"
+    with fake_broken_server(body=body) as url:
+        sample = probe(url).measure(1)
+    request = sample.requests[0]
+    assert (request.prompt_tokens, request.completion_tokens) == (32, 8)
+    assert len(request.token_times) == 8  # the role-only chunk is not a token
+
+
+def test_http_error_names_the_status():
+    with fake_broken_server(status=500, body=b"out of memory") as url:
+        with pytest.raises(KtInterfError, match="HTTP 500: out of memory"):
+            probe(url).measure(1)
+
+
+def test_non_json_chunk_is_an_invalid_measurement():
+    with fake_broken_server(body=token_chunk("a") + b"data: {not json\n\n") as url:
+        with pytest.raises(InvalidMeasurement, match="not JSON"):
+            probe(url).measure(1)
+
+
+def test_error_object_mid_stream_is_reported():
+    body = token_chunk("a") + sse({"error": {"message": "KV cache full"}})
+    with fake_broken_server(body=body) as url:
+        with pytest.raises(KtInterfError, match="KV cache full"):
+            probe(url).measure(1)
+
+
+def test_no_tokens_at_all():
+    with fake_broken_server(body=usage_chunk(32, 0) + b"data: [DONE]\n\n") as url:
+        with pytest.raises(InvalidMeasurement, match="streamed no tokens"):
+            probe(url).measure(1)
+
+
+def test_missing_usage_counts_chunks_with_a_warning():
+    with fake_broken_server(body=GOOD_TOKENS + b"data: [DONE]\n\n") as url:
+        p = probe(url)
+        p.prompt_tokens = 0  # no usage: the prompt length is unknown, skip that check
+        p._validate = lambda request: None  # type: ignore[method-assign]
+        with pytest.warns(ProbeWarning, match="counting 8 chunks"):
+            sample = p.measure(1)
+    assert sample.requests[0].completion_tokens == 8
+    assert not sample.requests[0].tokens_from_usage
+
+
+def test_early_stop_is_an_invalid_measurement():
+    body = GOOD_TOKENS[: len(GOOD_TOKENS) // 2] + usage_chunk(32, 4) + b"data: [DONE]\n\n"
+    with fake_broken_server(body=body) as url:
+        with pytest.raises(InvalidMeasurement, match="generated 4 tokens, expected exactly 8"):
+            probe(url).measure(1)
+
+
+def test_prefix_cache_hit_is_an_invalid_measurement():
+    body = GOOD_TOKENS + usage_chunk(32, 8, cached=24) + b"data: [DONE]\n\n"
+    with fake_broken_server(body=body) as url:
+        with pytest.raises(InvalidMeasurement, match="prefix cache served 24 of 32"):
+            probe(url).measure(1)
+
+
+def test_template_opening_in_cache_is_subtracted_not_rejected():
+    body = GOOD_TOKENS + usage_chunk(32, 8, cached=5) + b"data: [DONE]\n\n"
+    with fake_broken_server(body=body) as url:
+        request = probe(url).measure(1).requests[0]
+    assert request.processed_tokens == 27
+    assert request.prefill_tps == pytest.approx(27 / request.ttft)

@@ -1,0 +1,66 @@
+"""Bad input gives one clear line with the cause and the fix, and leaves nothing running.
+
+Each case runs a real pytest in a subprocess, as a user would.
+"""
+
+from __future__ import annotations
+
+import psutil
+import pytest
+
+from pytest_ktinterf.server.base import free_port
+
+NEEDS_SERVER = """
+def test_needs_server(kt_server):
+    pass
+"""
+
+
+def _our_children_alive() -> list[str]:
+    return [
+        " ".join(p.cmdline())
+        for p in psutil.Process().children(recursive=True)
+        if p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    ]
+
+
+def assert_one_clear_line(result: pytest.RunResult, *needles: str) -> None:
+    out = result.stdout.str()
+    assert "Traceback" not in out
+    assert out.count(needles[0]) >= 1, out
+    line = next(row for row in out.splitlines() if needles[0] in row)
+    for needle in needles[1:]:
+        assert needle in line, f"{needle!r} not in {line!r}"
+
+
+def test_unreachable_url(pytester: pytest.Pytester):
+    pytester.makepyfile(NEEDS_SERVER)
+    port = free_port()  # nothing listens there
+    result = pytester.runpytest_subprocess(f"--kt-url=http://127.0.0.1:{port}")
+    result.assert_outcomes(errors=1)
+    assert_one_clear_line(result, f"127.0.0.1:{port} is unreachable", "-- fix: start the server first")
+
+
+def test_server_command_that_exits_at_once(pytester: pytest.Pytester):
+    pytester.makepyfile(NEEDS_SERVER)
+    cmd = "sh -c 'echo cannot open model file >&2; exit 3' {port}"
+    result = pytester.runpytest_subprocess(f"--kt-server-cmd={cmd}")
+    result.assert_outcomes(errors=1)
+    assert_one_clear_line(result, "exited with code 3 before it became ready", "-- fix: check the server")
+    result.stdout.fnmatch_lines(["*cannot open model file*"])  # the log tail is shown
+    assert _our_children_alive() == []
+
+
+def test_missing_stress_ng(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        def test_stress(kt_cpu_stress):
+            with kt_cpu_stress([0]):
+                pass
+        """
+    )
+    result = pytester.runpytest_subprocess("--kt-stress-ng=/nonexistent/stress-ng")
+    result.assert_outcomes(failed=1)
+    assert_one_clear_line(
+        result, "stress-ng not found (--kt-stress-ng=/nonexistent/stress-ng)", "-- fix: install it"
+    )
