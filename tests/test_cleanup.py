@@ -12,7 +12,11 @@ from pathlib import Path
 import psutil
 import pytest
 
+from pytest_ktinterf.assets import cache_dir
 from pytest_ktinterf.processes import reap_leftovers
+
+# Resolved now: pytester points HOME at a temporary directory for the sessions it starts.
+CACHE = str(cache_dir())
 
 SESSION = """
 import time
@@ -41,7 +45,7 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 
 def start_session(pytester: pytest.Pytester, state_dir: Path) -> subprocess.Popen[bytes]:
     pytester.makepyfile(test_hold=SESSION)
-    env = {**os.environ, "KTINTERF_STATE_DIR": str(state_dir)}
+    env = {**os.environ, "KTINTERF_STATE_DIR": str(state_dir), "KTINTERF_CACHE": CACHE}
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_hold.py"],
         cwd=pytester.path,

@@ -16,12 +16,13 @@ def test_needs_server(kt_server):
 """
 
 
-def _our_children_alive() -> list[str]:
-    return [
-        " ".join(p.cmdline())
-        for p in psutil.Process().children(recursive=True)
-        if p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-    ]
+def _processes_running(marker: str) -> list[str]:
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if marker in cmdline and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(cmdline)
+    return found
 
 
 def assert_one_clear_line(result: pytest.RunResult, *needles: str) -> None:
@@ -43,12 +44,12 @@ def test_unreachable_url(pytester: pytest.Pytester):
 
 def test_server_command_that_exits_at_once(pytester: pytest.Pytester):
     pytester.makepyfile(NEEDS_SERVER)
-    cmd = "sh -c 'echo cannot open model file >&2; exit 3' {port}"
+    cmd = "sh -c 'sleep 3017 & echo cannot open model file >&2; exit 3' {port}"
     result = pytester.runpytest_subprocess(f"--kt-server-cmd={cmd}")
     result.assert_outcomes(errors=1)
     assert_one_clear_line(result, "exited with code 3 before it became ready", "-- fix: check the server")
     result.stdout.fnmatch_lines(["*cannot open model file*"])  # the log tail is shown
-    assert _our_children_alive() == []
+    assert _processes_running("sleep 3017") == []
 
 
 def test_missing_stress_ng(pytester: pytest.Pytester):

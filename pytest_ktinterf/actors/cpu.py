@@ -38,6 +38,7 @@ class CpuStress(Actor):
     child: Child | None = None
     _cpu_at_start: float = 0.0
     _wall_at_start: float = 0.0
+    _final_share: float | None = None
 
     @property
     def workers(self) -> int:
@@ -131,7 +132,9 @@ class CpuStress(Actor):
                 )
 
     def achieved_share(self) -> float:
-        """Mean share of a core each worker got since pressure was established."""
+        """Mean share of a core each worker got since pressure was established (until stop)."""
+        if self._final_share is not None:
+            return self._final_share
         if self.child is None or not self._wall_at_start:
             return 0.0
         procs = self._workers_procs()
@@ -166,4 +169,6 @@ class CpuStress(Actor):
 
     def _stop(self) -> None:
         if self.child is not None:
+            if self._final_share is None and self.child.alive():
+                self._final_share = self.achieved_share()
             terminate(self.child)
