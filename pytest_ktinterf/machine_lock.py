@@ -1,8 +1,17 @@
-"""Interference measurements must never overlap: one machine-wide lock, across sessions and xdist.
+"""Measurements never overlap anything: a machine-wide readers-writer lock.
 
-Two experiments measuring the same machine at once would each be the other's interference. The
-lock is an ``flock`` on a file in the shared state directory, so it also serialises separate
-pytest runs, and it is released by the kernel if its holder dies.
+Two experiments measuring the same machine at once would each be the other's interference, and
+so would an ordinary test running on another xdist worker. The lock is an ``flock`` on a file
+in the shared state directory, so it also serialises separate pytest sessions, and the kernel
+releases it if its holder dies:
+
+* measuring (every ``interference`` item, and :func:`measuring` wherever a fixture measures)
+  takes it **exclusively**;
+* every other test item takes it **shared**, so ordinary tests run in parallel with each other
+  but never during a measurement.
+
+Within one process the lock is re-entrant: a measurement inside an item that already holds it
+upgrades shared to exclusive and returns to shared afterwards.
 """
 
 from __future__ import annotations
@@ -12,38 +21,72 @@ import fcntl
 import os
 import time
 from collections.abc import Iterator
+from typing import IO
 
 from pytest_ktinterf.processes import registry_dir
 from pytest_ktinterf.server.base import Say
 
+EXCLUSIVE = "exclusive"
+SHARED = "shared"
+
+
+class _Held:
+    handle: IO[str] | None = None
+    mode: str | None = None
+
+
+_held = _Held()
+
+
+def _lock_path() -> str:
+    return str(registry_dir().parent / "measure.lock")
+
+
+def _acquire(handle: IO[str], mode: str, say: Say | None, note_every_s: float) -> None:
+    flag = fcntl.LOCK_EX if mode == EXCLUSIVE else fcntl.LOCK_SH
+    started = time.monotonic()
+    next_note = started + note_every_s
+    while True:
+        try:
+            fcntl.flock(handle, flag | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if say is not None and time.monotonic() >= next_note:
+                waited = time.monotonic() - started
+                say(f"waiting for the machine: another test or session is using it ({waited:.0f} s)")
+                next_note += note_every_s
+            time.sleep(0.05)
+
 
 @contextlib.contextmanager
-def measuring(say: Say | None = None, note_every_s: float = 15.0) -> Iterator[None]:
-    """Hold the machine for the duration of a measurement; tell the user while waiting."""
-    path = registry_dir().parent / "measure.lock"
-    with open(path, "a+") as handle:
-        started = time.monotonic()
-        next_note = started + note_every_s
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if say is not None and time.monotonic() >= next_note:
-                    handle.seek(0)
-                    holder = handle.read().strip() or "another session"
-                    say(
-                        f"waiting for the machine: {holder} is measuring ({time.monotonic() - started:.0f} s)"
-                    )
-                    next_note += note_every_s
-                time.sleep(0.2)
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
-        try:
-            yield
-        finally:
-            handle.seek(0)
-            handle.truncate()
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def hold(mode: str, say: Say | None = None, note_every_s: float = 15.0) -> Iterator[None]:
+    """Hold the machine lock in ``mode`` (``EXCLUSIVE`` or ``SHARED``) for the block."""
+    previous = _held.mode
+    if previous in (EXCLUSIVE, mode):
+        yield
+        return
+    if _held.handle is None:
+        _held.handle = open(_lock_path(), "a+")  # noqa: SIM115 - kept open while held
+    _acquire(_held.handle, mode, say, note_every_s)
+    _held.mode = mode
+    if mode == EXCLUSIVE:
+        _held.handle.seek(0)
+        _held.handle.truncate()
+        _held.handle.write(f"pid {os.getpid()}\n")
+        _held.handle.flush()
+    try:
+        yield
+    finally:
+        if previous is None:
+            fcntl.flock(_held.handle, fcntl.LOCK_UN)
+            _held.handle.close()
+            _held.handle = None
+            _held.mode = None
+        else:
+            _acquire(_held.handle, previous, None, note_every_s)
+            _held.mode = previous
+
+
+def measuring(say: Say | None = None) -> contextlib.AbstractContextManager[None]:
+    """Hold the machine exclusively while measuring; tell the user while waiting."""
+    return hold(EXCLUSIVE, say)

@@ -20,7 +20,7 @@ from pytest_ktinterf import options as options_mod
 from pytest_ktinterf.actors.cpu import CpuStress
 from pytest_ktinterf.compare import Comparison, Condition, compare
 from pytest_ktinterf.errors import KtInterfError
-from pytest_ktinterf.machine_lock import measuring
+from pytest_ktinterf.machine_lock import EXCLUSIVE, SHARED, hold, measuring
 from pytest_ktinterf.monitor import ResourceMonitor
 from pytest_ktinterf.options import Options, format_cpu_list
 from pytest_ktinterf.probe import Probe
@@ -72,6 +72,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker(MARKER) is not None:
             item.add_marker(pytest.mark.xdist_group(XDIST_GROUP))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    """Interference items hold the machine exclusively, all others shared (see machine_lock)."""
+    mode = EXCLUSIVE if item.get_closest_marker(MARKER) is not None else SHARED
+    with hold(mode, _say(item.config)):
+        return (yield)
 
 
 @pytest.hookimpl(wrapper=True)
