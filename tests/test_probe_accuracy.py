@@ -14,6 +14,7 @@ import pytest
 import pytest_ktinterf.probe as probe_module
 from pytest_ktinterf.errors import InvalidMeasurement
 from pytest_ktinterf.machine_lock import measuring
+from pytest_ktinterf.probe import Probe
 
 pytestmark = pytest.mark.interference
 
@@ -52,3 +53,11 @@ def test_without_the_nonce_the_prefix_cache_is_caught(embedded, kt_probe, monkey
         kt_probe.measure(1)
         with pytest.raises(InvalidMeasurement, match="prefix cache served"):
             kt_probe.measure(1)
+
+
+def test_completions_api_is_measured_too(embedded, kt_options):
+    probe = Probe(embedded.url, api="completions", prompt_tokens=64, max_tokens=16)
+    with measuring():
+        request = probe.measure(1).requests[0]
+    assert request.tokens_from_usage and request.completion_tokens == 16
+    assert abs(request.decode_tps / request.server_decode_tps - 1) <= 0.05
