@@ -67,8 +67,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         writer.line(f"ktinterf: reaped leftover {line} from a session that died", yellow=True)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Interference tests share one xdist group so ``--dist loadgroup`` never overlaps them."""
+    """Interference tests share one xdist group so ``--dist loadgroup`` never overlaps them.
+
+    ``tryfirst``: xdist reads the group marker in its own hook of the same name.
+    """
     for item in items:
         if item.get_closest_marker(MARKER) is not None:
             item.add_marker(pytest.mark.xdist_group(XDIST_GROUP))
@@ -92,6 +96,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+def _json_target(config: pytest.Config) -> Path | None:
+    """Where this process writes its JSON record; xdist workers each get their own file."""
+    path = config.stash[options_key].report_json if options_key in config.stash else None
+    if not path:
+        return None
+    target = Path(config.rootpath, path)
+    if _is_xdist_worker(config):
+        worker = config.workerinput["workerid"]  # type: ignore[attr-defined]
+        target = target.with_name(f"{target.stem}-{worker}{target.suffix}")
+    return target
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     report = config.stash.get(report_key, None)
     if report is None or report.empty:
@@ -99,25 +115,18 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     terminalreporter.write_sep("=", "ktinterf report")
     for line in report.lines():
         terminalreporter.write_line(line)
-    path = config.stash[options_key].report_json
-    if path:
-        target = Path(path)
-        if _is_xdist_worker(config):
-            target = target.with_name(f"{target.stem}-{config.workerinput['workerid']}{target.suffix}")  # type: ignore[attr-defined]
-        target = target if target.is_absolute() else Path(config.rootpath, target)
+    target = _json_target(config)
+    if target is not None:
         report.write_json(target)
         terminalreporter.write_line(f"JSON record: {target}")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """xdist workers have no terminal summary: write their record here."""
-    config = session.config
-    report = config.stash.get(report_key, None)
-    path = config.stash[options_key].report_json if options_key in config.stash else None
-    if _is_xdist_worker(config) and report is not None and not report.empty and path:
-        wid = config.workerinput["workerid"]  # type: ignore[attr-defined]
-        target = Path(config.rootpath, path)
-        report.write_json(target.with_name(f"{target.stem}-{wid}{target.suffix}"))
+    """xdist workers have no terminal summary: they write their record here."""
+    report = session.config.stash.get(report_key, None)
+    target = _json_target(session.config)
+    if _is_xdist_worker(session.config) and report is not None and not report.empty and target:
+        report.write_json(target)
 
 
 # -- fixtures ------------------------------------------------------------------------------
