@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
 import time
 from collections.abc import Iterator
 from typing import IO
@@ -69,11 +68,6 @@ def hold(mode: str, say: Say | None = None, note_every_s: float = 15.0) -> Itera
         _held.handle = open(_lock_path(), "a+")  # noqa: SIM115 - kept open while held
     _acquire(_held.handle, mode, say, note_every_s)
     _held.mode = mode
-    if mode == EXCLUSIVE:
-        _held.handle.seek(0)
-        _held.handle.truncate()
-        _held.handle.write(f"pid {os.getpid()}\n")
-        _held.handle.flush()
     try:
         yield
     finally:
