@@ -73,7 +73,8 @@ class Comparison:
         }
 
 
-def _measure(probe: Probe, streams: int, processes: ProcessSource) -> RoundSample:
+def measure_monitored(probe: Probe, streams: int, processes: ProcessSource) -> RoundSample:
+    """One round with the resource monitor running; its summary rides on the sample."""
     with ResourceMonitor(processes=processes) as monitor:
         sample = probe.measure(streams)
     sample.resources = monitor.summary()
@@ -94,9 +95,9 @@ def compare(
     result = Comparison(label=label, streams=streams)
     probe.measure(streams)  # warm-up: first requests after start pay one-off costs
     for index in range(trials):
-        result.trials.append(Trial("baseline", index, _measure(probe, streams, processes)))
+        result.trials.append(Trial("baseline", index, measure_monitored(probe, streams, processes)))
         with condition() as actor:
-            sample = _measure(probe, streams, processes)
+            sample = measure_monitored(probe, streams, processes)
             evidence = None
             if actor is not None:
                 actor.check()

@@ -18,10 +18,9 @@ import pytest
 
 from pytest_ktinterf import options as options_mod
 from pytest_ktinterf.actors.cpu import CpuStress
-from pytest_ktinterf.compare import Comparison, Condition, compare
+from pytest_ktinterf.compare import Comparison, Condition, compare, measure_monitored
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.machine_lock import EXCLUSIVE, SHARED, hold, measuring
-from pytest_ktinterf.monitor import ResourceMonitor
 from pytest_ktinterf.options import Options, format_cpu_list
 from pytest_ktinterf.probe import Probe
 from pytest_ktinterf.processes import reap_leftovers
@@ -216,9 +215,7 @@ def kt_measure(
         samples = []
         with measuring(say):
             for _ in range(rounds):
-                with ResourceMonitor(processes=kt_server.processes) as monitor:
-                    sample = kt_probe.measure(streams)
-                sample.resources = monitor.summary()
+                sample = measure_monitored(kt_probe, streams, kt_server.processes)
                 kt_report.add_round(sample)
                 samples.append(sample)
         return samples
