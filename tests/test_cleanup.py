@@ -74,7 +74,7 @@ def alive(procs: list[psutil.Process]) -> list[str]:
     return out
 
 
-def test_ctrl_c_stops_server_and_actors(pytester: pytest.Pytester, tmp_path):
+def test_ctrl_c_stops_server_and_actors(pytester: pytest.Pytester, tmp_path, monkeypatch):
     proc = start_session(pytester, tmp_path)
     started = descendants(proc.pid)
     names = " ".join(p.name() for p in started)
@@ -85,11 +85,8 @@ def test_ctrl_c_stops_server_and_actors(pytester: pytest.Pytester, tmp_path):
     # Fixtures stopped server and stress-ng; the orphan-maker's sleep is outside any fixture,
     # so only the reaper catches it.
     wait_for(lambda: all("sleep" in p for p in alive(started)), 15, "fixtures to stop their processes")
-    os.environ["KTINTERF_STATE_DIR"] = str(tmp_path)
-    try:
-        reap_leftovers()
-    finally:
-        del os.environ["KTINTERF_STATE_DIR"]
+    monkeypatch.setenv("KTINTERF_STATE_DIR", str(tmp_path))
+    reap_leftovers()
     assert alive(started) == []
 
 

@@ -55,7 +55,7 @@ def test_without_the_nonce_the_prefix_cache_is_caught(embedded, kt_probe, monkey
             kt_probe.measure(1)
 
 
-def test_completions_api_is_measured_too(embedded, kt_options):
+def test_completions_api_is_measured_too(embedded):
     probe = Probe(embedded.url, api="completions", prompt_tokens=64, max_tokens=16)
     with measuring():
         request = probe.measure(1).requests[0]
