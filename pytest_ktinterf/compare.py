@@ -98,7 +98,6 @@ def compare(
         result.trials.append(Trial("baseline", index, measure_monitored(probe, streams, processes)))
         with condition() as actor:
             sample = measure_monitored(probe, streams, processes)
-            evidence = None
             if actor is not None:
                 actor.check()
                 if not actor.window.covers(sample.t_start, sample.t_end):
@@ -106,7 +105,8 @@ def compare(
                         f"{label}: trial {index} ran outside the actor's pressure window",
                         "this is a plugin bug; the actor must be started before measuring",
                     )
-                evidence = actor.evidence()
+        # Taken after stop: evidence is frozen then, with what only a stopped actor can report.
+        evidence = actor.evidence() if actor is not None else None
         result.trials.append(Trial("condition", index, sample, evidence))
         if progress is not None:
             b, c = result.trials[-2].round, sample

@@ -29,6 +29,8 @@ class Snapshot:
     server_rss_mib: float | None
     cpu_percent: list[float]
     major_faults: int | None
+    swap_in_pages: int | None = None
+    swap_out_pages: int | None = None
     vram_used_mib: float | None = None
     gpu_util_percent: float | None = None
 
@@ -69,15 +71,25 @@ class Gpu:
         return used, util / len(self._handles)
 
 
-def _major_faults() -> int | None:
+VMSTAT_KEYS = ("pgmajfault", "pswpin", "pswpout")
+
+
+def vmstat(keys: tuple[str, ...] = VMSTAT_KEYS) -> dict[str, int]:
+    """Counters from ``/proc/vmstat``: major page faults and swap-in/out pages since boot.
+
+    Rising major faults or swap-ins are the proof that RAM overflowed (weights re-read from disk
+    or swap), which RSS alone cannot show: mmapped weights live in the page cache.
+    """
+    found: dict[str, int] = {}
     try:
         with open("/proc/vmstat") as handle:
             for row in handle:
-                if row.startswith("pgmajfault "):
-                    return int(row.split()[1])
-    except OSError:
-        return None
-    return None
+                key, _, value = row.partition(" ")
+                if key in keys:
+                    found[key] = int(value)
+    except (OSError, ValueError):
+        return {}
+    return found
 
 
 def _rss_mib(processes: list[psutil.Process]) -> float | None:
@@ -108,6 +120,7 @@ class ResourceMonitor:
     def sample(self) -> Snapshot:
         memory = psutil.virtual_memory()
         vram, util = self.gpu.read()
+        counters = vmstat()
         return Snapshot(
             t=time.perf_counter(),
             ram_used_mib=(memory.total - memory.available) / 2**20,
@@ -115,7 +128,9 @@ class ResourceMonitor:
             swap_used_mib=psutil.swap_memory().used / 2**20,
             server_rss_mib=_rss_mib(self.processes()),
             cpu_percent=psutil.cpu_percent(percpu=True),
-            major_faults=_major_faults(),
+            major_faults=counters.get("pgmajfault"),
+            swap_in_pages=counters.get("pswpin"),
+            swap_out_pages=counters.get("pswpout"),
             vram_used_mib=vram,
             gpu_util_percent=util,
         )
@@ -154,7 +169,10 @@ class ResourceMonitor:
             kept = [v for v in values if v is not None]
             return max(kept) if kept else None
 
-        faults = [s.major_faults for s in snaps if s.major_faults is not None]
+        def delta(values: list[int | None]) -> int | None:
+            kept = [v for v in values if v is not None]
+            return kept[-1] - kept[0] if len(kept) >= 2 else None
+
         return {
             "samples": len(snaps),
             "window_s": snaps[-1].t - snaps[0].t,
@@ -163,7 +181,9 @@ class ResourceMonitor:
             "swap_used_peak_mib": peak([s.swap_used_mib for s in snaps]),
             "server_rss_peak_mib": peak([s.server_rss_mib for s in snaps]),
             "cpu_percent_per_core": self.per_core_cpu(),
-            "major_faults": faults[-1] - faults[0] if len(faults) >= 2 else None,
+            "major_faults": delta([s.major_faults for s in snaps]),
+            "swap_in_pages": delta([s.swap_in_pages for s in snaps]),
+            "swap_out_pages": delta([s.swap_out_pages for s in snaps]),
             "vram_used_peak_mib": peak([s.vram_used_mib for s in snaps]),
             "gpu_util_mean_percent": (
                 statistics.fmean(u)

@@ -53,6 +53,17 @@ _OPTIONS: tuple[_Opt, ...] = (
     _Opt("trials", "baseline/condition pairs per comparison (default 6)", "6"),
     _Opt("stress-ng", "stress-ng binary used by CPU actors", "stress-ng", env="KTINTERF_STRESS_NG"),
     _Opt("report-json", "where to write the JSON record of all measurements", ".ktinterf/report.json"),
+    _Opt(
+        "memory-reserve",
+        "GiB of RAM no actor may take from the host's available memory (default: 5 percent of "
+        "RAM, at least 1); only the overflow actors go past it",
+    ),
+    _Opt(
+        "allow-host-overflow",
+        "yes: let the host-overflow actor fill RAM past what is available even without swap "
+        "(the OOM killer may act; the filler is its first victim)",
+        "no",
+    ),
 )
 
 
@@ -131,6 +142,8 @@ class Options:
     trials: int = 6
     stress_ng: str = "stress-ng"
     report_json: str | None = ".ktinterf/report.json"
+    memory_reserve_gib: float | None = None
+    allow_host_overflow: bool = False
 
 
 def _raw(config: pytest.Config, opt: _Opt) -> str | None:
@@ -155,6 +168,27 @@ def _int(name: str, value: str | None, minimum: int = 1) -> int | None:
     if number < minimum:
         raise KtInterfError(f"--kt-{name}={value!r} is not valid", f"give an integer >= {minimum}")
     return number
+
+
+def _gib(name: str, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if number < 0:
+        raise KtInterfError(f"--kt-{name}={value!r} is not valid", "give a size in GiB, e.g. 2 or 0.5")
+    return number
+
+
+def _yes_no(name: str, value: str | None) -> bool:
+    text = (value or "no").strip().lower()
+    if text in ("yes", "true", "1", "on"):
+        return True
+    if text in ("no", "false", "0", "off"):
+        return False
+    raise KtInterfError(f"--kt-{name}={value!r} is not valid", "give yes or no")
 
 
 def from_config(config: pytest.Config) -> Options:
@@ -193,4 +227,6 @@ def from_config(config: pytest.Config) -> Options:
         trials=_int("trials", raw["trials"], minimum=3) or 6,
         stress_ng=raw["stress-ng"] or "stress-ng",
         report_json=raw["report-json"] or None,
+        memory_reserve_gib=_gib("memory-reserve", raw["memory-reserve"]),
+        allow_host_overflow=_yes_no("allow-host-overflow", raw["allow-host-overflow"]),
     )

@@ -17,7 +17,12 @@ import httpx
 import pytest
 
 from pytest_ktinterf import options as options_mod
-from pytest_ktinterf.actors.cpu import CpuStress
+from pytest_ktinterf.actors.bandwidth import MemoryBandwidth
+from pytest_ktinterf.actors.base import Actor
+from pytest_ktinterf.actors.cpu import CpuStress, core_set
+from pytest_ktinterf.actors.gpu import GpuCompute, GpuMemoryHog, gpu_unavailable_reason
+from pytest_ktinterf.actors.memory import RamFiller
+from pytest_ktinterf.actors.overflow import ContainedOverflow, HostOverflow
 from pytest_ktinterf.compare import Comparison, Condition, compare, measure_monitored
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.machine_lock import EXCLUSIVE, SHARED, hold, measuring
@@ -223,29 +228,197 @@ def kt_measure(
     return measure
 
 
+CoreSpec = list[int] | str
+
+
+def _cores(spec: CoreSpec, request: pytest.FixtureRequest) -> list[int]:
+    """A core list as given, or 'server' / 'spare' derived from the running server's affinity."""
+    if isinstance(spec, str):
+        server: ServerHandle = request.getfixturevalue("kt_server")
+        return core_set(spec, server.cpus())
+    return list(spec)
+
+
+@contextlib.contextmanager
+def _stopping_all() -> Iterator[list[Actor]]:
+    """Actors made by a factory fixture are all stopped at teardown, whatever the test did."""
+    made: list[Actor] = []
+    try:
+        yield made
+    finally:
+        for actor in made:
+            actor.stop()
+
+
 @pytest.fixture
-def kt_cpu_stress(kt_options: Options, kt_log_dir: Path) -> Iterator[Any]:
-    """``kt_cpu_stress(cores, load_percent=None)`` -> a CPU stress actor (a context manager).
+def kt_cpu_stress(kt_options: Options, kt_log_dir: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """``kt_cpu_stress(cores, load_percent=None, workers_per_core=1)`` -> CPU stress actor.
 
-    Whatever the test does, every actor made here is stopped at teardown.
+    ``cores`` is a core list, ``"server"`` (the report's "KT's own CPU cores") or ``"spare"``
+    (every other core: "spare CPU cores"). The actor is a context manager.
     """
-    made: list[CpuStress] = []
+    with _stopping_all() as made:
 
-    def make(cores: list[int], load_percent: int | None = None, workers_per_core: int = 1) -> CpuStress:
-        actor = CpuStress(
-            cores=list(cores),
-            load_percent=load_percent,
-            workers_per_core=workers_per_core,
-            stress_ng=kt_options.stress_ng,
-            log_dir=kt_log_dir,
-            name=f"cpu-stress[{format_cpu_list(list(cores))}]",
-        )
-        made.append(actor)
-        return actor
+        def make(cores: CoreSpec, load_percent: int | None = None, workers_per_core: int = 1) -> CpuStress:
+            chosen = _cores(cores, request)
+            actor = CpuStress(
+                cores=chosen,
+                load_percent=load_percent,
+                workers_per_core=workers_per_core,
+                stress_ng=kt_options.stress_ng,
+                log_dir=kt_log_dir,
+                name=f"cpu-stress[{format_cpu_list(chosen)}]",
+            )
+            made.append(actor)
+            return actor
 
-    yield make
-    for actor in made:
-        actor.stop()
+        yield make
+
+
+@pytest.fixture
+def kt_memory_bandwidth(
+    kt_options: Options, kt_log_dir: Path, request: pytest.FixtureRequest
+) -> Iterator[Any]:
+    """``kt_memory_bandwidth(cores="spare", workers_per_core=1)`` -> stress-ng ``--stream`` actor."""
+    with _stopping_all() as made:
+
+        def make(cores: CoreSpec = "spare", workers_per_core: int = 1) -> MemoryBandwidth:
+            chosen = _cores(cores, request)
+            actor = MemoryBandwidth(
+                cores=chosen,
+                workers_per_core=workers_per_core,
+                stress_ng=kt_options.stress_ng,
+                log_dir=kt_log_dir,
+                name=f"memory-bandwidth[{format_cpu_list(chosen)}]",
+            )
+            made.append(actor)
+            return actor
+
+        yield make
+
+
+def _reserve_bytes(options: Options) -> int | None:
+    return None if options.memory_reserve_gib is None else int(options.memory_reserve_gib * 2**30)
+
+
+@pytest.fixture
+def kt_ram_filler(
+    kt_options: Options, kt_log_dir: Path, request: pytest.FixtureRequest, pytestconfig: pytest.Config
+) -> Iterator[Any]:
+    """``kt_ram_filler(gib=None, leave_available_gib=None, active=False, mlock=False, cores=None)``.
+
+    Holds N GiB (or all but X GiB of what is available), every page touched; ``active=True``
+    keeps streaming through it (the report's "co-runner infers" row), else it idles ("holds RAM,
+    idle"). Refuses to go below ``--kt-memory-reserve``.
+    """
+    with _stopping_all() as made:
+
+        def make(
+            gib: float | None = None,
+            leave_available_gib: float | None = None,
+            active: bool = False,
+            mlock: bool = False,
+            cores: CoreSpec | None = None,
+        ) -> RamFiller:
+            actor = RamFiller(
+                gib=gib,
+                leave_available_gib=leave_available_gib,
+                active=active,
+                mlock=mlock,
+                cpus=None if cores is None else _cores(cores, request),
+                reserve_bytes=_reserve_bytes(kt_options),
+                log_dir=kt_log_dir,
+                progress=_say(pytestconfig),
+                name="ram-filler-active" if active else "ram-filler-idle",
+            )
+            made.append(actor)
+            return actor
+
+        yield make
+
+
+@pytest.fixture
+def kt_ram_overflow(
+    kt_options: Options, kt_log_dir: Path, request: pytest.FixtureRequest, pytestconfig: pytest.Config
+) -> Iterator[Any]:
+    """``kt_ram_overflow(mode="contained", working_set_fraction=0.5, limit_mib=None, overflow_gib=1)``.
+
+    ``contained``: the memory cgroup the server was started in is limited below its working
+    set (root; nothing else on the host is touched). ``host``: a filler pushes the host
+    ``overflow_gib`` past its RAM, refused without swap unless ``--kt-allow-host-overflow``.
+    """
+    with _stopping_all() as made:
+
+        def make(
+            mode: str = "contained",
+            working_set_fraction: float = 0.5,
+            limit_mib: float | None = None,
+            overflow_gib: float = 1.0,
+        ) -> Actor:
+            actor: Actor
+            if mode == "contained":
+                server: ServerHandle = request.getfixturevalue("kt_server")
+                actor = ContainedOverflow(
+                    cgroup=server.cgroup,
+                    why_no_cgroup=str(server.meta.get("memory_cgroup", f"{server.backend} server")),
+                    working_set_fraction=working_set_fraction,
+                    limit_mib=limit_mib,
+                )
+            elif mode == "host":
+                actor = HostOverflow(
+                    overflow_gib=overflow_gib,
+                    allow_without_swap=kt_options.allow_host_overflow,
+                    reserve_bytes=_reserve_bytes(kt_options),
+                    log_dir=kt_log_dir,
+                    progress=_say(pytestconfig),
+                )
+            else:
+                raise KtInterfError(f"RAM overflow mode {mode!r} is unknown", "use 'contained' or 'host'")
+            made.append(actor)
+            return actor
+
+        yield make
+
+
+def _require_gpu() -> None:
+    """GPU experiments skip, with the reason, where there is no usable GPU (never fail or fake)."""
+    reason = gpu_unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"needs a usable NVIDIA GPU: {reason}")
+
+
+@pytest.fixture
+def kt_gpu_memory(kt_log_dir: Path) -> Iterator[Any]:
+    """``kt_gpu_memory(gib, device=0)`` -> a child holding ``gib`` GiB of device memory (NVML-proven).
+
+    The report's "co-runner holds VRAM, idle" row. Refuses more than the free VRAM.
+    """
+    _require_gpu()
+    with _stopping_all() as made:
+
+        def make(gib: float, device: int = 0) -> GpuMemoryHog:
+            actor = GpuMemoryHog(gib=gib, device=device, log_dir=kt_log_dir)
+            made.append(actor)
+            return actor
+
+        yield make
+
+
+@pytest.fixture
+def kt_gpu_compute(kt_log_dir: Path) -> Iterator[Any]:
+    """``kt_gpu_compute(duty_percent=100, device=0)`` -> matrix products at a duty cycle (NVML-proven).
+
+    The report's "co-runner computes on the GPU" row.
+    """
+    _require_gpu()
+    with _stopping_all() as made:
+
+        def make(duty_percent: int = 100, device: int = 0) -> GpuCompute:
+            actor = GpuCompute(duty_percent=duty_percent, device=device, log_dir=kt_log_dir)
+            made.append(actor)
+            return actor
+
+        yield make
 
 
 @pytest.fixture

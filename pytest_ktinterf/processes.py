@@ -30,13 +30,20 @@ import psutil
 _PR_SET_PDEATHSIG = 1
 
 
-def _child_setup(cpus: Sequence[int] | None) -> None:
-    """Runs in the child between fork and exec: die with the parent, then pin."""
+def _child_setup(cpus: Sequence[int] | None, cgroup: Path | None) -> None:
+    """Runs in the child between fork and exec: die with the parent, join the cgroup, pin.
+
+    Joining before exec means every page the program touches is charged to that cgroup; a
+    process moved in later keeps its pages charged elsewhere (the kernel no longer moves them).
+    """
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except OSError:  # pragma: no cover - not Linux
         pass
+    if cgroup is not None:
+        with open(cgroup / "cgroup.procs", "w") as procs:
+            procs.write("0")
     if cpus:
         os.sched_setaffinity(0, set(cpus))
 
@@ -92,8 +99,9 @@ def spawn(
     log_path: Path,
     cpus: Sequence[int] | None = None,
     env: dict[str, str] | None = None,
+    cgroup: Path | None = None,
 ) -> Child:
-    """Start ``argv`` in a new process group, pinned to ``cpus``, logging to ``log_path``."""
+    """Start ``argv`` in a new process group, pinned to ``cpus``, in ``cgroup``, logging to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         popen = subprocess.Popen(
@@ -102,11 +110,19 @@ def spawn(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=lambda: _child_setup(cpus),
+            preexec_fn=lambda: _child_setup(cpus, cgroup),
             env=env,
         )
     record = _register(popen.pid, name, argv)
     return Child(popen=popen, name=name, log_path=log_path, record_path=record)
+
+
+def write_record(stem: str, payload: dict[str, object]) -> Path:
+    """Record something we own (a process group, a cgroup) with us as its owner, for the reaper."""
+    record = registry_dir() / f"{stem}.json"
+    owner = {"owner_pid": os.getpid(), "owner_create_time": psutil.Process().create_time()}
+    record.write_text(json.dumps({**payload, **owner}))
+    return record
 
 
 def _register(pid: int, name: str, argv: Sequence[str]) -> Path | None:
@@ -114,21 +130,9 @@ def _register(pid: int, name: str, argv: Sequence[str]) -> Path | None:
         created = psutil.Process(pid).create_time()
     except psutil.NoSuchProcess:
         return None
-    record = registry_dir() / f"{pid}.json"
-    record.write_text(
-        json.dumps(
-            {
-                "pid": pid,
-                "pgid": pid,
-                "create_time": created,
-                "owner_pid": os.getpid(),
-                "owner_create_time": psutil.Process().create_time(),
-                "name": name,
-                "argv": list(argv),
-            }
-        )
+    return write_record(
+        str(pid), {"pid": pid, "pgid": pid, "create_time": created, "name": name, "argv": list(argv)}
     )
-    return record
 
 
 def _kill_group(pgid: int, sig: int) -> None:
@@ -190,19 +194,32 @@ def _leader_reused(pgid: int, create_time: float) -> bool:
         return False
 
 
-def reap_leftovers() -> list[str]:
-    """Kill process groups left by sessions that died; return a line per group reaped."""
-    reaped: list[str] = []
+def _orphaned_records() -> list[tuple[Path, dict[str, object]]]:
+    """Registry records whose owning session is gone (unreadable ones are dropped)."""
+    orphaned = []
     for path in sorted(registry_dir().glob("*.json")):
         try:
             record = json.loads(path.read_text())
         except (OSError, ValueError):
             path.unlink(missing_ok=True)
             continue
-        if _owner_alive(record):
+        if not _owner_alive(record):
+            orphaned.append((path, record))
+    return orphaned
+
+
+def reap_leftovers() -> list[str]:
+    """Kill process groups, then remove cgroups, left by sessions that died; a line per item.
+
+    Processes first: a cgroup can only be removed once nothing lives in it.
+    """
+    reaped: list[str] = []
+    orphaned = _orphaned_records()
+    for path, record in orphaned:
+        if record.get("kind") == "cgroup":
             continue
-        pgid = int(record["pgid"])
-        if _leader_reused(pgid, float(record.get("create_time", 0.0))):
+        pgid = int(record["pgid"])  # type: ignore[call-overload]
+        if _leader_reused(pgid, float(record.get("create_time", 0.0))):  # type: ignore[arg-type]
             path.unlink(missing_ok=True)
             continue
         members = _group_members(pgid)
@@ -211,4 +228,10 @@ def reap_leftovers() -> list[str]:
             psutil.wait_procs(members, timeout=5)
             reaped.append(f"{record.get('name', '?')} (pgid {pgid}, {len(members)} processes)")
         path.unlink(missing_ok=True)
+    from pytest_ktinterf.cgroups import reap_cgroup  # here: cgroups imports this module
+
+    for path, record in orphaned:
+        if record.get("kind") == "cgroup":
+            reaped.extend(reap_cgroup(record))
+            path.unlink(missing_ok=True)
     return reaped

@@ -9,7 +9,7 @@ import time
 import psutil
 import pytest
 
-from pytest_ktinterf.actors.cpu import CpuStress
+from pytest_ktinterf.actors.cpu import CpuStress, core_set
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.machine_lock import measuring
 from pytest_ktinterf.monitor import ResourceMonitor
@@ -63,3 +63,14 @@ def test_check_refuses_when_a_worker_dies(machine, tmp_path):
 def test_impossible_request_names_the_cores(tmp_path):
     with pytest.raises(KtInterfError, match="asked for no cores"):
         CpuStress(cores=[], log_dir=tmp_path).start()
+
+
+def test_core_sets_come_from_the_server_affinity():
+    assert core_set("server", [1], available=[0, 1]) == [1]
+    assert core_set("spare", [1], available=[0, 1, 2, 3]) == [0, 2, 3]
+    with pytest.raises(KtInterfError, match="no spare cores"):
+        core_set("spare", [0, 1], available=[0, 1])
+    with pytest.raises(KtInterfError, match="unknown"):
+        core_set("spare", None)
+    with pytest.raises(KtInterfError, match="'server', 'spare'"):
+        core_set("busy", [0])

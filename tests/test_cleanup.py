@@ -23,10 +23,11 @@ import time
 from pathlib import Path
 from pytest_ktinterf.processes import spawn
 
-def test_hold(kt_server, kt_cpu_stress, kt_log_dir):
+def test_hold(kt_server, kt_cpu_stress, kt_memory_bandwidth, kt_ram_filler, kt_ram_overflow, kt_log_dir):
     # A grandchild that the kernel's death signal cannot reach: only the reaper can.
     spawn(["sh", "-c", "sleep 300 & wait"], name="orphan-maker", log_path=kt_log_dir / "o.log")
-    with kt_cpu_stress([0]):
+    Path("cgroup").write_text(str(kt_server.cgroup.path) if kt_server.cgroup else "")
+    with kt_cpu_stress([0]), kt_memory_bandwidth([1]), kt_ram_filler(gib=0.25), kt_ram_overflow("contained"):
         Path("ready").write_text("ready")
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not Path("never").exists():
@@ -78,13 +79,18 @@ def test_ctrl_c_stops_server_and_actors(pytester: pytest.Pytester, tmp_path, mon
     proc = start_session(pytester, tmp_path)
     started = descendants(proc.pid)
     names = " ".join(p.name() for p in started)
+    cmdlines = " ".join(" ".join(p.cmdline()) for p in started)
     assert "llama-server" in names and "stress-ng" in names
+    assert "--stream" in cmdlines and "filler_child" in cmdlines
+    cgroup = Path((pytester.path / "cgroup").read_text())
+    assert cgroup.is_dir(), "the server runs in a memory cgroup of its own"
     proc.send_signal(signal.SIGINT)
     out = proc.communicate(timeout=60)[0].decode()
     assert "KeyboardInterrupt" in out
     # Fixtures stopped server and stress-ng; the orphan-maker's sleep is outside any fixture,
     # so only the reaper catches it.
     wait_for(lambda: all("sleep" in p for p in alive(started)), 15, "fixtures to stop their processes")
+    assert not cgroup.exists(), "the server's cgroup outlived the session"
     monkeypatch.setenv("KTINTERF_STATE_DIR", str(tmp_path))
     reap_leftovers()
     assert alive(started) == []
@@ -94,6 +100,8 @@ def test_sigkill_then_new_session_reaps_everything(pytester: pytest.Pytester, tm
     proc = start_session(pytester, tmp_path)
     direct = psutil.Process(proc.pid).children()
     started = descendants(proc.pid)
+    cgroup = Path((pytester.path / "cgroup").read_text())
+    assert cgroup.is_dir()
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     # The kernel's death signal takes the direct children; the orphaned sleep survives it.
@@ -110,5 +118,7 @@ def test_sigkill_then_new_session_reaps_everything(pytester: pytest.Pytester, tm
         timeout=120,
     )
     assert "reaped leftover orphan-maker" in result.stdout, result.stdout
+    assert f"reaped leftover cgroup {cgroup.name}" in result.stdout, result.stdout
+    assert not cgroup.exists()
     wait_for(lambda: alive(started) == [], 10, "leftovers to be reaped")
     assert list((tmp_path / "live").glob("*.json")) == []

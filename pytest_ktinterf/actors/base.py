@@ -1,16 +1,23 @@
 """The actor contract: pressure that is established before measuring and proven after.
 
 An actor is a context manager. ``start()`` returns only once the pressure is real (measured), or
-raises saying what was asked and what was measured. ``evidence()`` afterwards says what the
-actor achieved over its whole alive window, so a comparison can refuse a verdict when the
-pressure was not there (measurement note 3: an actor that died half-way hides in the median).
+raises saying what was asked and what was measured. ``check()`` after a measurement window raises
+if the pressure weakened. ``evidence()`` says what the actor achieved over its whole alive window
+(frozen at ``stop()``), so a comparison can refuse a verdict when the pressure was not there
+(measurement note 3: an actor that died half-way hides in the median).
+
+Every evidence record carries ``kind``, ``target``, ``achieved`` and ``unit`` so reports can print
+"asked X, got Y" for any actor without knowing its type.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from pytest_ktinterf.errors import KtInterfError
 
 
 @dataclass
@@ -28,9 +35,47 @@ class Window:
         )
 
 
+def wait_for(
+    probe: Callable[[], tuple[bool, str]],
+    *,
+    timeout_s: float,
+    asked: str,
+    fix: str,
+    interval_s: float = 0.1,
+    detail: Callable[[], str] | None = None,
+    progress: Callable[[str], None] | None = None,
+    note_every_s: float = 10.0,
+) -> str:
+    """Poll ``probe`` (returning ``(done, what was measured)``) until done or the deadline.
+
+    Returns the last measurement. On timeout raises :class:`KtInterfError` naming what was asked
+    and what was measured last, so an actor that cannot establish its pressure never hangs and
+    never silently passes. ``progress`` is told every ``note_every_s`` on long waits.
+    """
+    started = time.monotonic()
+    deadline = started + timeout_s
+    next_note = started + note_every_s
+    measured = "nothing measured yet"
+    while True:
+        done, measured = probe()
+        if done:
+            return measured
+        now = time.monotonic()
+        if now >= deadline:
+            raise KtInterfError(
+                f"{asked}; measured {measured} after {timeout_s:.0f} s",
+                fix,
+                detail=detail() if detail is not None else "",
+            )
+        if progress is not None and now >= next_note:
+            progress(f"{asked}: {measured} ({now - started:.0f} s / {timeout_s:.0f} s)")
+            next_note = now + note_every_s
+        time.sleep(interval_s)
+
+
 @dataclass
 class Actor:
-    """Base class: subclasses implement ``_start``, ``_stop`` and ``evidence``."""
+    """Base class: subclasses implement ``_start``, ``_stop``, ``check`` and ``evidence``."""
 
     name: str = "actor"
     window: Window = field(default_factory=Window)
@@ -40,6 +85,7 @@ class Actor:
         self.window.started = time.perf_counter()
 
     def stop(self) -> None:
+        """Idempotent: safe to call twice, after a failed start, and from fixture teardown."""
         if self.window.started is not None and self.window.stopped is None:
             self.window.stopped = time.perf_counter()
         self._stop()

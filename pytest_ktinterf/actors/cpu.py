@@ -1,12 +1,15 @@
-"""CPU pressure: stress-ng ``--cpu`` workers pinned to an explicit core list.
+"""CPU pressure: stress-ng workers pinned to an explicit core list.
 
 Pinning is what makes the report's two CPU rows distinct experiments: stress on the server's own
-cores versus on the spare ones. Workers on the server's cores share them with the server, so
-the proof of pressure is a *share* of each core (default at least 30%), not a full core.
+cores versus on the spare ones (:func:`core_set` derives both from the server's real affinity).
+Workers on the server's cores share them with the server, so the proof of pressure is a *share*
+of each core (default at least 30%), not a full core. The stressor is a parameter so the memory
+bandwidth actor (``--stream``) reuses the same pinning, proof and cleanup.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -21,13 +24,41 @@ from pytest_ktinterf.options import format_cpu_list
 from pytest_ktinterf.processes import Child, spawn, terminate
 
 SAFETY_TIMEOUT_S = 3600  # a leftover that escaped every reaper still ends on its own
+CORE_SETS = ("server", "spare")
+
+
+def core_set(which: str, server_cpus: list[int] | None, available: list[int] | None = None) -> list[int]:
+    """The server's cores, or the spare ones (every core we may use minus the server's).
+
+    Raises with the reason when the set is unknown (external server) or empty (the server has
+    every core: there are no spare ones to stress).
+    """
+    if which not in CORE_SETS:
+        raise KtInterfError(f"core set {which!r} is unknown", "use 'server', 'spare' or a core list")
+    if not server_cpus:
+        raise KtInterfError(
+            f"the server's cores are unknown, so its '{which}' cores are too",
+            "let the plugin start the server (--kt-server-cmd or embedded) pinned with --kt-server-cpus",
+        )
+    if which == "server":
+        return sorted(server_cpus)
+    pool = sorted(os.sched_getaffinity(0)) if available is None else sorted(available)
+    spare = sorted(set(pool) - set(server_cpus))
+    if not spare:
+        raise KtInterfError(
+            f"no spare cores: the server is pinned to {format_cpu_list(server_cpus)}, every core "
+            f"available ({format_cpu_list(pool)})",
+            "pin the server to fewer cores with --kt-server-cpus",
+        )
+    return spare
 
 
 @dataclass
 class CpuStress(Actor):
-    """``len(cores) * workers_per_core`` stress-ng CPU workers restricted to ``cores``."""
+    """``len(cores) * workers_per_core`` stress-ng workers restricted to ``cores``."""
 
     cores: list[int] = field(default_factory=list)
+    stressor: str = "cpu"
     workers_per_core: int = 1
     load_percent: int | None = None
     stress_ng: str = "stress-ng"
@@ -41,19 +72,23 @@ class CpuStress(Actor):
     _final_share: float | None = None
 
     @property
+    def log_path(self) -> Path:
+        return self.log_dir / f"actor-{self.name}.log"
+
+    @property
     def workers(self) -> int:
         return len(self.cores) * self.workers_per_core
 
     def argv(self, binary: str) -> list[str]:
         argv = [
             binary,
-            "--cpu", str(self.workers),
+            f"--{self.stressor}", str(self.workers),
             "--taskset", format_cpu_list(self.cores),
             "--timeout", f"{SAFETY_TIMEOUT_S}s",
             "--metrics-brief",
         ]  # fmt: skip
         if self.load_percent is not None:
-            argv += ["--cpu-load", str(self.load_percent)]
+            argv += [f"--{self.stressor}-load", str(self.load_percent)]
         return argv
 
     def _expected_share(self) -> float:
@@ -88,7 +123,7 @@ class CpuStress(Actor):
         self.child = spawn(
             self.argv(binary),
             name=self.name,
-            log_path=self.log_dir / "actor-cpu-stress.log",
+            log_path=self.log_path,
             cpus=self.cores,
         )
         deadline = time.monotonic() + self.start_timeout_s
@@ -114,7 +149,7 @@ class CpuStress(Actor):
             else:
                 time.sleep(0.1)
         raise KtInterfError(
-            f"CPU stress on cores {format_cpu_list(self.cores)} asked for {self.workers} workers at "
+            f"{self.name} on cores {format_cpu_list(self.cores)} asked for {self.workers} workers at "
             f">= {self._expected_share():.0%} of a core each; measured {measured} after "
             f"{self.start_timeout_s:.0f} s",
             "the cores may be busy with higher-priority work or the machine is throttled",
@@ -145,7 +180,7 @@ class CpuStress(Actor):
     def check(self) -> None:
         if self.child is None or not self.child.alive():
             raise KtInterfError(
-                "stress-ng died during the measurement window",
+                f"{self.name} (stress-ng) died during the measurement window",
                 "see its log; a verdict without the pressure would be meaningless",
                 detail=self.child.log_tail() if self.child else "",
             )
@@ -153,18 +188,23 @@ class CpuStress(Actor):
         share = self.achieved_share()
         if alive < self.workers or share < self._expected_share():
             raise KtInterfError(
-                f"CPU stress weakened during the window: {alive}/{self.workers} workers alive, "
+                f"{self.name} weakened during the window: {alive}/{self.workers} workers alive, "
                 f"{share:.0%} of a core each (need >= {self._expected_share():.0%})",
                 "the measurement is refused; check what else runs on these cores",
             )
 
     def evidence(self) -> dict[str, Any]:
+        share = self.achieved_share()
         return {
             "name": self.name,
+            "kind": f"stress-ng-{self.stressor}",
             "cores": self.cores,
             "workers": self.workers,
             "load_percent": self.load_percent,
-            "achieved_core_share": self.achieved_share(),
+            "target": (self.load_percent or 100) / 100,
+            "achieved": share,
+            "unit": "core share per worker",
+            "achieved_core_share": share,
         }
 
     def _stop(self) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import httpx
 import psutil
 
+from pytest_ktinterf.cgroups import MemoryCgroup
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.processes import Child
 
@@ -29,6 +30,7 @@ class ServerHandle:
     backend: str
     description: str
     child: Child | None = None
+    cgroup: MemoryCgroup | None = None
     meta: dict[str, object] = field(default_factory=dict)
 
     def processes(self) -> list[psutil.Process]:

@@ -65,6 +65,7 @@ def embedded_server(
         backend="embedded",
         description=f"embedded llama-server ({assets.model.name})",
         say=say,
+        weights=assets.model,
     ) as handle:
         handle.meta.update(
             {"threads": threads, "parallel": parallel, "model": assets.model.name, "argv": argv}

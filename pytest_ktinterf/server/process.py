@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from pytest_ktinterf.cgroups import MemoryCgroup, drop_file_cache
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.processes import spawn, terminate
 from pytest_ktinterf.server.base import Say, ServerHandle, free_port, wait_ready
@@ -35,19 +36,37 @@ def run_command(
     backend: str,
     description: str,
     say: Say | None = None,
+    weights: Path | None = None,
 ) -> Iterator[ServerHandle]:
-    """Start ``argv`` pinned to ``cpus``, wait until ``url`` is ready, stop it afterwards."""
+    """Start ``argv`` pinned to ``cpus`` in a memory cgroup of its own, wait until ``url`` is ready.
+
+    The cgroup (unlimited; root only) is what the contained RAM-overflow actor later limits.
+    ``weights``, when known, is dropped from the page cache first so the server is charged for it.
+    """
     if shutil.which(argv[0]) is None:
         raise KtInterfError(
             f"server command '{argv[0]}' was not found",
             "give a full path or install it; see --kt-server-cmd / --kt-llama-server",
         )
-    child = spawn(argv, name=f"server:{backend}", log_path=log_path, cpus=cpus)
+    group, why = MemoryCgroup.try_create(f"server-{backend}")
+    if weights is not None and group is not None:
+        drop_file_cache(weights)
     try:
-        wait_ready(url, ready_timeout, child=child, say=say, what=description)
-        yield ServerHandle(url=url, backend=backend, description=description, child=child)
+        child = spawn(
+            argv, name=f"server:{backend}", log_path=log_path, cpus=cpus, cgroup=group.path if group else None
+        )
+        try:
+            wait_ready(url, ready_timeout, child=child, say=say, what=description)
+            handle = ServerHandle(
+                url=url, backend=backend, description=description, child=child, cgroup=group
+            )
+            handle.meta["memory_cgroup"] = str(group.path) if group else f"none ({why})"
+            yield handle
+        finally:
+            terminate(child)
     finally:
-        terminate(child)
+        if group is not None:
+            group.remove()
 
 
 @contextlib.contextmanager

@@ -1,0 +1,122 @@
+"""The RAM filler's child process: hold N bytes with every page touched, then idle or stream.
+
+Run as ``python -m pytest_ktinterf.actors.filler_child --bytes N --status FILE [--active] [--mlock]``.
+It is a separate process (not a thread of pytest) so that its memory is its own RSS, its own
+OOM score (set to the maximum: if anything is killed for memory, it is the filler) and dies with
+its process group. Progress and proof go to the status file as one line, replaced atomically:
+
+* ``filling <bytes touched>`` while pages are being written;
+* ``ready <bytes>`` once every page is touched (and locked, with ``--mlock``);
+* ``streaming <bytes/s>`` every second in active mode: the rate it moves memory at.
+
+With ``--grow FILE`` an idle filler also takes more when asked: the host-overflow actor writes a
+larger size there until swap use shows the overflow is real (what the kernel can reclaim is more
+than ``MemAvailable`` says, so no size computed up front is exact).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import mmap
+import os
+import time
+from pathlib import Path
+
+CHUNK = 64 * 2**20
+POPULATE_CHUNK = 256 * 2**20
+_MCL_CURRENT = 1
+_MADV_POPULATE_WRITE = 23  # Linux >= 5.14: fault pages in writable, in the kernel, without a copy
+
+
+def _status(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _touch(buf: mmap.mmap, offset: int, end: int, block: bytes) -> None:
+    """Back ``[offset, end)`` with real pages: populate-write in the kernel, else write it."""
+    try:
+        buf.madvise(_MADV_POPULATE_WRITE, offset, end - offset)
+        return
+    except OSError:  # older kernel: write every byte (not the shared zero page)
+        pass
+    for start in range(offset, end, CHUNK):
+        stop = min(start + CHUNK, end)
+        buf[start:stop] = block[: stop - start]
+
+
+def _fill(buf: mmap.mmap, size: int, status: Path) -> None:
+    """Touch every page, reporting progress: a 24 GiB fill takes tens of seconds."""
+    block = b"\xa5" * CHUNK
+    for offset in range(0, size, POPULATE_CHUNK):
+        end = min(offset + POPULATE_CHUNK, size)
+        _touch(buf, offset, end, block)
+        _status(status, f"filling {end}")
+
+
+def _stream(buf: mmap.mmap, size: int, status: Path) -> None:
+    """Move memory around for ever: reads and writes the whole region, as an inferring job does."""
+    moved = 0
+    started = time.monotonic()
+    offset = 0
+    chunk = min(CHUNK, size // 2)
+    while True:
+        dest = (offset + chunk) % (size - chunk + 1)
+        buf.move(dest, offset, chunk)
+        moved += 2 * chunk  # read once, written once
+        offset = dest
+        now = time.monotonic()
+        if now - started >= 1.0:
+            _status(status, f"streaming {moved / (now - started):.0f}")
+            moved, started = 0, now
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--bytes", type=int, required=True)
+    parser.add_argument("--status", type=Path, required=True)
+    parser.add_argument("--active", action="store_true")
+    parser.add_argument("--mlock", action="store_true")
+    parser.add_argument("--grow", type=Path, default=None)
+    args = parser.parse_args(argv)
+    with contextlib.suppress(OSError):  # first in line for the OOM killer, never the server
+        Path("/proc/self/oom_score_adj").write_text("1000")
+    size = max(args.bytes, 2 * mmap.PAGESIZE)
+    buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    _status(args.status, "filling 0")
+    _fill(buf, size, args.status)
+    if args.mlock:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.mlockall(_MCL_CURRENT) != 0:
+            error = ctypes.get_errno()
+            _status(args.status, f"failed mlockall: {os.strerror(error)}")
+            raise SystemExit(3)
+    _status(args.status, f"ready {size}")
+    if args.active:
+        _stream(buf, size, args.status)
+    extra: list[mmap.mmap] = []
+    while True:
+        wanted = _wanted(args.grow)
+        if wanted > size:
+            more = mmap.mmap(-1, wanted - size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+            _fill(more, wanted - size, args.status)
+            extra.append(more)
+            size = wanted
+            _status(args.status, f"ready {size}")
+        time.sleep(0.1 if args.grow else 3600)
+
+
+def _wanted(control: Path | None) -> int:
+    if control is None:
+        return 0
+    try:
+        return int(control.read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""Memory cgroups we create around a server, and always remove (v1 or v2, as root).
+
+A memory cgroup is how RAM overflow happens *safely*: the limit applies to the server alone, its
+evicted pages (KT's mmapped GGUF experts, llama.cpp's weights) are re-read from disk as major
+faults, and nothing else on the host is at risk. The server is *started* inside it (unlimited),
+because pages are charged to the cgroup of the process that first touches them and current
+kernels no longer move charges with a process (v1's ``move_charge_at_immigrate`` is a no-op
+since Linux 6.x). The cgroup is a child of ours (limits above still apply), and a registry record
+lets the next session remove it if this one is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_ktinterf.errors import KtInterfError
+from pytest_ktinterf.processes import write_record
+
+_FILES = {
+    1: {"limit": "memory.limit_in_bytes", "usage": "memory.usage_in_bytes", "anon": "rss", "file": "cache"},
+    2: {"limit": "memory.max", "usage": "memory.current", "anon": "anon", "file": "file"},
+}
+ROOT_HINT = "run pytest as root (cgroups need it) with the memory controller mounted"
+
+
+def _mounts() -> list[tuple[str, str, list[str]]]:
+    rows = []
+    with open("/proc/mounts") as handle:
+        for row in handle:
+            parts = row.split()
+            if len(parts) >= 4 and parts[2] in ("cgroup", "cgroup2"):
+                rows.append((parts[1], parts[2], parts[3].split(",")))
+    return rows
+
+
+def locate(pid: int) -> tuple[int, Path]:
+    """(version, directory) of the memory cgroup ``pid`` lives in; raises if there is none."""
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        mounts = _mounts()
+    except OSError as exc:
+        raise KtInterfError(f"cannot read the cgroup of process {pid} ({exc})", ROOT_HINT) from exc
+    for line in lines:
+        _, controllers, rel = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            for mount, fstype, opts in mounts:
+                if fstype == "cgroup" and "memory" in opts:
+                    return 1, Path(mount + rel)
+    for line in lines:
+        if line.startswith("0::"):
+            for mount, fstype, _ in mounts:
+                if fstype == "cgroup2":
+                    return 2, Path(mount + line[3:])
+    raise KtInterfError(
+        "no memory cgroup controller is mounted on this host",
+        "mount cgroup v1 'memory' or cgroup v2 with the memory controller, or use host overflow",
+    )
+
+
+def _write(path: Path, value: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(value)
+
+
+def read_stat(directory: Path) -> dict[str, int]:
+    stat: dict[str, int] = {}
+    with contextlib.suppress(OSError):
+        for row in (directory / "memory.stat").read_text().splitlines():
+            key, _, value = row.partition(" ")
+            with contextlib.suppress(ValueError):
+                stat[key] = int(value)
+    return stat
+
+
+def _pids(directory: Path) -> list[int]:
+    try:
+        return [int(x) for x in (directory / "cgroup.procs").read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _evacuate_and_remove(path: Path, home: Path, timeout_s: float = 10.0) -> None:
+    """Move every process in ``path`` to ``home`` and remove ``path`` (retrying while busy)."""
+    deadline = time.monotonic() + timeout_s
+    while path.exists():
+        for pid in _pids(path):
+            with contextlib.suppress(OSError):  # it may have exited meanwhile
+                _write(home / "cgroup.procs", str(pid))
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or time.monotonic() >= deadline:
+                raise KtInterfError(
+                    f"cannot remove cgroup {path} ({exc.strerror})",
+                    f"move its processes out (echo PID > {home}/cgroup.procs) and rmdir it",
+                ) from exc
+            time.sleep(0.05)
+
+
+@dataclass
+class MemoryCgroup:
+    """A memory cgroup of ours: created next to a process, limited, and removed."""
+
+    path: Path
+    version: int
+    home: Path
+    record: Path | None = None
+
+    @classmethod
+    def create(cls, near_pid: int, name: str) -> MemoryCgroup:
+        """A new child of the memory cgroup ``near_pid`` lives in (not yet holding anything)."""
+        version, home = locate(near_pid)
+        if version == 2 and "memory" not in (home / "cgroup.subtree_control").read_text().split():
+            raise KtInterfError(
+                f"cgroup v2 at {home} does not delegate the memory controller to children",
+                f"echo +memory > {home}/cgroup.subtree_control (needs a cgroup without processes), "
+                "or start the server in a systemd scope with MemoryMax",
+            )
+        path = home / f"ktinterf-{name}-{os.getpid()}-{time.monotonic_ns() % 10**9}"
+        try:
+            path.mkdir()
+        except OSError as exc:
+            raise KtInterfError(f"cannot create cgroup {path} ({exc.strerror})", ROOT_HINT) from exc
+        group = cls(path=path, version=version, home=home)
+        group.record = write_record(
+            path.name, {"kind": "cgroup", "path": str(path), "home": str(home), "name": name}
+        )
+        if version == 1:  # bring the processes' existing pages along when they move in
+            with contextlib.suppress(OSError):
+                _write(path / "memory.move_charge_at_immigrate", "3")
+        return group
+
+    @classmethod
+    def try_create(cls, name: str) -> tuple[MemoryCgroup | None, str]:
+        """A new cgroup next to this process, or ``(None, why not)`` where there can be none."""
+        if os.geteuid() != 0:
+            return None, "not root: memory cgroups need root"
+        try:
+            return cls.create(os.getpid(), name), "created"
+        except (KtInterfError, OSError) as exc:
+            return None, str(exc)
+
+    def _file(self, key: str) -> Path:
+        return self.path / _FILES[self.version][key]
+
+    def add(self, pids: list[int]) -> None:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                _write(self.path / "cgroup.procs", str(pid))
+
+    def pids(self) -> list[int]:
+        return _pids(self.path)
+
+    def set_limit(self, limit: int) -> None:
+        """Set the limit; the kernel reclaims down to it at once or refuses with EBUSY."""
+        try:
+            _write(self._file("limit"), str(limit))
+        except OSError as exc:
+            raise KtInterfError(
+                f"memory limit {limit / 2**20:.0f} MiB on {self.path} refused ({exc.strerror}): it is "
+                f"below what the kernel can evict (anonymous memory {self.anon() / 2**20:.0f} MiB, no swap)",
+                "raise the limit or the working-set fraction of the contained overflow",
+            ) from exc
+
+    def unlimit(self) -> None:
+        """No limit again (the state the server was started in)."""
+        _write(self._file("limit"), "-1" if self.version == 1 else "max")
+
+    def usage(self) -> int:
+        return int(self._file("usage").read_text())
+
+    def stat(self) -> dict[str, int]:
+        return read_stat(self.path)
+
+    def anon(self) -> int:
+        return self.stat().get(_FILES[self.version]["anon"], 0)
+
+    def file_pages(self) -> int:
+        return self.stat().get(_FILES[self.version]["file"], 0)
+
+    def major_faults(self) -> int:
+        return self.stat().get("pgmajfault", 0)
+
+    def remove(self) -> None:
+        """Processes back home, directory removed, record dropped. Idempotent."""
+        _evacuate_and_remove(self.path, self.home)
+        if self.record is not None:
+            self.record.unlink(missing_ok=True)
+
+
+def drop_file_cache(path: Path) -> None:
+    """Evict ``path``'s unmapped pages from the page cache, so the next reader is charged for them.
+
+    A model file read before (by ``fetch``'s checksum, an earlier server) sits in the page cache
+    charged to whoever read it; a server started in a fresh cgroup would map those pages without
+    being charged, and no limit could ever evict them.
+    """
+    with contextlib.suppress(OSError), open(path, "rb") as handle:
+        os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def reap_cgroup(record: dict[str, object]) -> list[str]:
+    """Remove a cgroup a dead session left behind; its processes (if any) go back home."""
+    path, home = Path(str(record["path"])), Path(str(record.get("home", "")))
+    if not path.exists():
+        return []
+    _evacuate_and_remove(path, home if home.is_dir() else path.parent)
+    return [f"cgroup {path.name} ({record.get('name', '?')})"]

@@ -1,0 +1,131 @@
+"""RAM overflow for real: a memory cgroup around the embedded server (contained) and a filler
+pushing the host into a swap file (host). Each is proven by the pressure it achieved (within
+10%, measured) and by rising major faults / swap traffic, and leaves no cgroup or process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from pytest_ktinterf.actors.memory import GIB
+from pytest_ktinterf.actors.overflow import ContainedOverflow, HostOverflow, plan_host_overflow
+from pytest_ktinterf.errors import KtInterfError
+from pytest_ktinterf.machine_lock import measuring
+from pytest_ktinterf.monitor import ResourceMonitor
+
+SWAP_GIB = 3
+CORE = max(os.sched_getaffinity(0))
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="cgroups and swap files need root")
+
+
+@pytest.fixture
+def swap_file(tmp_path: Path) -> Iterator[Path]:
+    """A real swap file for the host-overflow test, removed afterwards (swapoff first)."""
+    path = Path("/var/tmp") / f"ktinterf-test-{os.getpid()}.swap"
+    try:
+        subprocess.run(["fallocate", "-l", f"{SWAP_GIB}G", str(path)], check=True)
+        path.chmod(0o600)
+        subprocess.run(["mkswap", str(path)], check=True, capture_output=True)
+        subprocess.run(["swapon", str(path)], check=True, capture_output=True)
+    except (subprocess.CalledProcessError, OSError) as exc:
+        path.unlink(missing_ok=True)
+        pytest.fail(f"could not add a swap file at {path}: {exc}")
+    try:
+        yield path
+    finally:
+        off = subprocess.run(["swapoff", str(path)], capture_output=True, text=True)
+        path.unlink(missing_ok=True)
+        assert off.returncode == 0, f"swapoff {path} failed: {off.stderr}"
+
+
+@needs_root
+def test_host_overflow_pushes_the_asked_amount_into_swap(swap_file, tmp_path):
+    swap_before = psutil.swap_memory().used
+    with measuring(), ResourceMonitor(interval_s=0.2) as monitor:
+        with HostOverflow(overflow_gib=1.0, log_dir=tmp_path) as actor:
+            pushed = psutil.swap_memory().used - swap_before
+            actor.check()
+    evidence = actor.evidence()
+    summary = monitor.summary()
+    assert 0.9 * GIB <= pushed <= 1.5 * GIB, f"swap use grew by {pushed / GIB:.2f} GiB, asked 1.0"
+    assert 0.9 * 1024 <= evidence["achieved"] <= 1.5 * 1024
+    assert evidence["swap_out_pages"] > 0  # pages (or huge pages) really went out
+    assert summary["swap_out_pages"] > 0 and summary["swap_used_peak_mib"] >= 0.9 * 1024
+    assert actor.child is not None and not actor.child.alive()
+
+
+def test_host_overflow_without_swap_is_refused_with_the_reason():
+    with pytest.raises(KtInterfError, match="no swap") as err:
+        plan_host_overflow(
+            available=8 * GIB, swap_free=0, overflow=GIB, reserve=GIB, allow_without_swap=False
+        )
+    assert "--kt-allow-host-overflow" in err.value.fix and "swapon" in err.value.fix
+
+
+def test_host_overflow_larger_than_swap_is_refused():
+    with pytest.raises(KtInterfError, match="reserve"):
+        plan_host_overflow(
+            available=8 * GIB, swap_free=2 * GIB, overflow=2 * GIB, reserve=GIB, allow_without_swap=False
+        )
+
+
+def test_host_overflow_opted_in_without_swap_keeps_a_sliver():
+    size = plan_host_overflow(
+        available=8 * GIB, swap_free=0, overflow=GIB, reserve=GIB, allow_without_swap=True
+    )
+    assert size == 8 * GIB - GIB // 4
+
+
+def test_host_overflow_refused_on_this_host_starts_nothing(tmp_path):
+    if psutil.swap_memory().total > 0:
+        pytest.skip("this host has swap; the refusal needs a host without")
+    actor = HostOverflow(overflow_gib=1.0, log_dir=tmp_path)
+    with pytest.raises(KtInterfError, match="no swap"):
+        actor.start()
+    assert actor.child is None
+
+
+@needs_root
+@pytest.mark.interference
+def test_contained_overflow_holds_the_server_at_its_limit_and_faults(kt_server, kt_probe):
+    assert kt_server.cgroup is not None, kt_server.meta.get("memory_cgroup")
+    server_pids = sorted(p.pid for p in kt_server.processes())
+    assert sorted(kt_server.cgroup.pids()) == server_pids
+    actor = ContainedOverflow(cgroup=kt_server.cgroup, working_set_fraction=0.5)
+    with actor:
+        kt_probe.measure(1)
+        actor.check()
+        evidence = actor.evidence()
+    assert 0.9 * evidence["target"] <= evidence["achieved"] <= evidence["target"]
+    assert evidence["major_faults"] > 0
+    assert evidence["limit_mib"] < evidence["usage_before_mib"]
+    # The limit is lifted and the server, still in its cgroup, serves as before.
+    limit = int(kt_server.cgroup._file("limit").read_text())
+    assert limit > 2**50
+    assert kt_probe.measure(1).metric("decode") > 0
+
+
+def test_contained_overflow_without_a_server_cgroup_says_why():
+    with pytest.raises(KtInterfError, match="external --kt-url"):
+        ContainedOverflow(cgroup=None, why_no_cgroup="external server").start()
+
+
+@needs_root
+def test_server_cgroup_is_removed_with_the_server(tmp_path):
+    from pytest_ktinterf.options import Options
+    from pytest_ktinterf.server import open_server
+
+    with open_server(Options(server_cpus=[CORE]), tmp_path) as handle:
+        assert handle.cgroup is not None and handle.child is not None
+        path = handle.cgroup.path
+        assert handle.child.pid in handle.cgroup.pids()
+        assert handle.cgroup.record is not None and handle.cgroup.record.exists()
+    assert not path.exists()
+    assert not handle.cgroup.record.exists()
