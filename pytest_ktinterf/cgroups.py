@@ -204,6 +204,7 @@ def drop_file_cache(path: Path) -> None:
     being charged, and no limit could ever evict them.
     """
     with contextlib.suppress(OSError), open(path, "rb") as handle:
+        os.fsync(handle.fileno())  # dirty pages (a fresh copy) cannot be dropped until written
         os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
 

@@ -127,5 +127,8 @@ def test_server_cgroup_is_removed_with_the_server(tmp_path):
         path = handle.cgroup.path
         assert handle.child.pid in handle.cgroup.pids()
         assert handle.cgroup.record is not None and handle.cgroup.record.exists()
+        # Charged for its weights even while the session's own server maps the shared file.
+        assert handle.cgroup.file_pages() > 50 * 2**20, handle.cgroup.stat()
     assert not path.exists()
+    assert list(tmp_path.glob("weights-*")) == [], "the private copy of the weights outlived the server"
     assert not handle.cgroup.record.exists()

@@ -8,6 +8,8 @@ report's experiments in miniature.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,21 +55,31 @@ def embedded_server(
     """Start llama-server pinned to ``cpus`` and yield it once it answers ``/health``."""
     port = free_port()
     threads = threads or len(cpus)
+    # A private copy of the weights: pages are charged to the cgroup that first reads them, and
+    # the shared file may be mapped by a co-runner or another session, whose pages no limit on
+    # this server's cgroup could evict (contained RAM overflow would then see nothing to do).
+    private = log_dir / f"weights-{port}-{assets.model.name}"
+    shutil.copyfile(assets.model, private)
+    served = dataclasses.replace(assets, model=private)
     argv = llama_server_argv(
-        assets, port=port, threads=threads, parallel=parallel, context_per_slot=context_per_slot
+        served, port=port, threads=threads, parallel=parallel, context_per_slot=context_per_slot
     )
-    with run_command(
-        argv,
-        url=f"http://127.0.0.1:{port}",
-        cpus=cpus,
-        log_path=log_dir / "server-embedded.log",
-        ready_timeout=ready_timeout,
-        backend="embedded",
-        description=f"embedded llama-server ({assets.model.name})",
-        say=say,
-        weights=assets.model,
-    ) as handle:
-        handle.meta.update(
-            {"threads": threads, "parallel": parallel, "model": assets.model.name, "argv": argv}
-        )
-        yield handle
+    try:
+        with run_command(
+            argv,
+            url=f"http://127.0.0.1:{port}",
+            cpus=cpus,
+            log_path=log_dir / "server-embedded.log",
+            ready_timeout=ready_timeout,
+            backend="embedded",
+            description=f"embedded llama-server ({assets.model.name})",
+            say=say,
+            weights=private,
+        ) as handle:
+            handle.meta.update(
+                {"threads": threads, "parallel": parallel, "model": assets.model.name, "argv": argv}
+            )
+            yield handle
+    finally:
+        private.unlink(missing_ok=True)
+
