@@ -14,8 +14,9 @@ co-runner holds VRAM, idle                 GPU memory hog (skips without a GPU)
 co-runner computes on the GPU              GPU compute load (skips without a GPU)
 CPU stress on spare cores                  stress-ng on every core but the server's
 CPU stress taking KT's cores               stress-ng on the server's cores (test_seed_spine)
-co-runner holds RAM, idle                  RAM filler, idle
-co-runner infers on CPU/RAM                RAM filler streaming through its memory; bandwidth
+co-runner holds RAM, idle                  RAM filler, idle; a second llama-server, idle
+co-runner infers on CPU/RAM                a second llama-server inferring on spare cores;
+                                           RAM filler streaming through its memory; bandwidth
 RAM overflows                              server's memory cgroup limited below its working set;
                                            the host pushed into swap (needs swap or opt-in)
 =========================================  ============================================
@@ -103,3 +104,17 @@ def test_ram_overflow_host(kt_options, kt_ram_overflow, kt_compare):
         trials=3,
     )
     show(comparison, "ram-overflow-host")
+
+
+def test_corunner_infers_on_spare_cores(kt_server, kt_corunner, kt_compare):
+    comparison = kt_compare(
+        lambda: kt_corunner(cores="spare", busy=True), label="co-runner llama-server infers on spare cores"
+    )
+    show(comparison, "co-runner")
+
+
+def test_corunner_idle_holding_its_model(kt_server, kt_corunner, kt_compare):
+    comparison = kt_compare(
+        lambda: kt_corunner(cores="spare", busy=False), label="co-runner llama-server idle, holding its model"
+    )
+    show(comparison, "co-runner")

@@ -16,9 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
+from pytest_ktinterf import assets
 from pytest_ktinterf import options as options_mod
 from pytest_ktinterf.actors.bandwidth import MemoryBandwidth
 from pytest_ktinterf.actors.base import Actor
+from pytest_ktinterf.actors.corunner import CoRunner
 from pytest_ktinterf.actors.cpu import CpuStress, core_set
 from pytest_ktinterf.actors.gpu import GpuCompute, GpuMemoryHog, gpu_unavailable_reason
 from pytest_ktinterf.actors.memory import RamFiller
@@ -374,6 +376,45 @@ def kt_ram_overflow(
                 )
             else:
                 raise KtInterfError(f"RAM overflow mode {mode!r} is unknown", "use 'contained' or 'host'")
+            made.append(actor)
+            return actor
+
+        yield make
+
+
+@pytest.fixture
+def kt_corunner(
+    kt_options: Options, kt_log_dir: Path, request: pytest.FixtureRequest, pytestconfig: pytest.Config
+) -> Iterator[Any]:
+    """``kt_corunner(argv=None, cores="spare", busy=True, url=None)`` -> a co-running workload.
+
+    Without ``argv``: a second embedded llama-server with the embedded model (the report used a
+    second llama.cpp server), inferring in a request loop when ``busy``, else idle holding its
+    model. With ``argv``: any command; ``url`` makes it wait for readiness (and, when busy, keep
+    sending requests there, loopback only).
+    """
+    with _stopping_all() as made:
+
+        def make(
+            argv: list[str] | None = None,
+            cores: CoreSpec = "spare",
+            busy: bool = True,
+            url: str | None = None,
+        ) -> CoRunner:
+            cpus = _cores(cores, request)
+            say = _say(pytestconfig)
+            if argv is None:
+                found = assets.resolve(kt_options.llama_server, kt_options.model)
+                actor = CoRunner.embedded_llama(found, cpus, kt_log_dir, busy=busy, say=say)
+            else:
+                actor = CoRunner(
+                    argv=list(argv),
+                    cpus=cpus,
+                    log_dir=kt_log_dir,
+                    url=url,
+                    request_loop=busy and bool(url),
+                    say=say,
+                )
             made.append(actor)
             return actor
 

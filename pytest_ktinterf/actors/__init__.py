@@ -12,6 +12,7 @@ One module per resource of the report's association matrix:
 
 from pytest_ktinterf.actors.bandwidth import MemoryBandwidth
 from pytest_ktinterf.actors.base import Actor, Window
+from pytest_ktinterf.actors.corunner import CoRunner
 from pytest_ktinterf.actors.cpu import CpuStress, core_set
 from pytest_ktinterf.actors.gpu import GpuCompute, GpuMemoryHog, gpu_unavailable_reason
 from pytest_ktinterf.actors.memory import RamFiller
@@ -19,6 +20,7 @@ from pytest_ktinterf.actors.overflow import ContainedOverflow, HostOverflow
 
 __all__ = [
     "Actor",
+    "CoRunner",
     "ContainedOverflow",
     "CpuStress",
     "GpuCompute",
