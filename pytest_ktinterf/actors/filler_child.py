@@ -36,13 +36,16 @@ def _status(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _touch(buf: mmap.mmap, offset: int, end: int, block: bytes) -> None:
-    """Back ``[offset, end)`` with real pages: populate-write in the kernel, else write it."""
-    try:
+def _touch(buf: mmap.mmap, offset: int, end: int, block: memoryview) -> None:
+    """Back ``[offset, end)`` with real pages holding data, like a real job's memory.
+
+    Pages are faulted in by the kernel first (fast), then overwritten with random bytes. Zero-filled
+    pages are not real pressure on current kernels: swap-out of a zero page takes no swap slot
+    (``swpout_zero``) and underused zero huge pages are split and freed, so a zero filler "holds"
+    memory that the host does not miss.
+    """
+    with contextlib.suppress(OSError):  # older kernels: the writes below fault the pages in
         buf.madvise(_MADV_POPULATE_WRITE, offset, end - offset)
-        return
-    except OSError:  # older kernel: write every byte (not the shared zero page)
-        pass
     for start in range(offset, end, CHUNK):
         stop = min(start + CHUNK, end)
         buf[start:stop] = block[: stop - start]
@@ -50,7 +53,7 @@ def _touch(buf: mmap.mmap, offset: int, end: int, block: bytes) -> None:
 
 def _fill(buf: mmap.mmap, size: int, status: Path) -> None:
     """Touch every page, reporting progress: a 24 GiB fill takes tens of seconds."""
-    block = b"\xa5" * CHUNK
+    block = memoryview(os.urandom(CHUNK))
     for offset in range(0, size, POPULATE_CHUNK):
         end = min(offset + POPULATE_CHUNK, size)
         _touch(buf, offset, end, block)

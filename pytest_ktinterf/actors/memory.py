@@ -173,7 +173,28 @@ class RamFiller(Actor):
             return False, measured
         if self.active and word != "streaming":
             return False, measured + ", not streaming yet"
+        if self.leave_available_gib is not None:
+            return self._left_as_asked(measured)
         return True, measured
+
+    def _left_as_asked(self, measured: str) -> tuple[bool, str]:
+        """Grow until what is available is what was asked to be left (within half the tolerance).
+
+        ``MemAvailable`` is the kernel's estimate, and it under-counts what it can reclaim (page
+        cache and slab beyond the estimate), so a size computed up front can leave more than asked.
+        Growing never goes below what was asked, which the plan already checked against the reserve.
+        """
+        assert self.leave_available_gib is not None
+        leave = int(self.leave_available_gib * GIB)
+        available = psutil.virtual_memory().available
+        measured += f", {fmt_gib(available)} available"
+        if available <= (1 + TOLERANCE / 2) * leave:
+            return True, measured
+        word, value = self._read_status()
+        if word == "ready" and value >= self.target_bytes:
+            self.target_bytes += available - leave
+            self._grow_path.write_text(str(self.target_bytes))
+        return False, measured
 
     def _start(self) -> None:
         self.target_bytes = self.plan()
@@ -203,8 +224,19 @@ class RamFiller(Actor):
         )
         self._achieved = self._measure()
 
+    @property
+    def _grow_path(self) -> Path:
+        return self._status_path.with_suffix(".grow")
+
+    def _grows(self) -> bool:
+        """Whether the target is only known once measured (leave-available; host overflow)."""
+        return self.leave_available_gib is not None
+
     def _extra_args(self) -> list[str]:
-        return []
+        if not self._grows():
+            return []
+        self._grow_path.write_text(str(self.target_bytes))
+        return ["--grow", str(self._grow_path)]
 
     def _measure(self) -> dict[str, Any]:
         word, value = self._read_status()
@@ -251,5 +283,5 @@ class RamFiller(Actor):
                     self.check()
                 self._frozen = self.evidence()
             terminate(self.child)
-        self._status_path.unlink(missing_ok=True)
-        self._status_path.with_suffix(".tmp").unlink(missing_ok=True)
+        for path in (self._status_path, self._status_path.with_suffix(".tmp"), self._grow_path):
+            path.unlink(missing_ok=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -218,13 +217,8 @@ class HostOverflow(RamFiller):
         self._ceiling = size + max(0, swap.free - reserve - int(self.overflow_gib * GIB))
         return size
 
-    @property
-    def _grow_path(self) -> Path:
-        return self._status_path.with_suffix(".grow")
-
-    def _extra_args(self) -> list[str]:
-        self._grow_path.write_text(str(self.target_bytes))
-        return ["--grow", str(self._grow_path)]
+    def _grows(self) -> bool:
+        return True
 
     def _overflowed(self) -> int:
         return psutil.swap_memory().used - self._swap_before
@@ -243,6 +237,11 @@ class HostOverflow(RamFiller):
         if grown > self.target_bytes:  # the kernel found more to reclaim than MemAvailable said
             self.target_bytes = grown
             self._grow_path.write_text(str(grown))
+        elif self.target_bytes >= self._ceiling:
+            measured += (
+                f", at the most it may hold ({fmt_gib(self._ceiling)}: swap free minus the reserve); "
+                "add swap or lower --kt-memory-reserve"
+            )
         return False, measured
 
     def _measure(self) -> dict[str, Any]:
@@ -254,10 +253,6 @@ class HostOverflow(RamFiller):
             "swap_out_pages": now.get("pswpout", 0) - self._vm_before.get("pswpout", 0),
             "major_faults": now.get("pgmajfault", 0) - self._vm_before.get("pgmajfault", 0),
         }
-
-    def _stop(self) -> None:
-        super()._stop()
-        self._grow_path.unlink(missing_ok=True)
 
     def check(self) -> None:
         super().check()
@@ -274,4 +269,3 @@ class HostOverflow(RamFiller):
         record = super().evidence()
         record.update(target=self.overflow_gib * GIB / MIB, achieved=self._achieved.get("overflow_mib"))
         return record
-

@@ -82,4 +82,3 @@ def embedded_server(
             yield handle
     finally:
         private.unlink(missing_ok=True)
-
