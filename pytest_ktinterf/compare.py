@@ -1,36 +1,84 @@
 """The trial design: baseline and condition measured alternately (A B A B ...), then compared.
 
 Interleaving spreads slow drift (thermal state, page cache, background jobs) over both arms
-instead of letting it masquerade as an effect. Each condition trial runs inside the actor's
-established-pressure window, and the actor must still be at full strength when the trial ends;
-otherwise the trial is refused rather than silently diluting the result.
+instead of letting it masquerade as an effect, and each pair (baseline i, condition i) is
+compared as a pair. Each condition trial runs inside the actor's established-pressure window,
+and the actor must still be at full strength when the trial ends; otherwise the trial is
+refused rather than silently diluting the result.
+
+The design is sequential: after ``min_pairs`` pairs the expectations are judged; any that is
+still undecided (its interval straddles a boundary) earns ``step`` more pairs, up to
+``max_pairs``, after which it is *inconclusive*. An interference test therefore costs little
+when the effect is clear and more only when it has to.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import math
+import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_ktinterf.actors.base import Actor
 from pytest_ktinterf.errors import KtInterfError
+from pytest_ktinterf.expectations import Expectation
 from pytest_ktinterf.monitor import ProcessSource, ResourceMonitor
 from pytest_ktinterf.probe import Probe
 from pytest_ktinterf.samples import RoundSample
-from pytest_ktinterf.stats import Interval, median_ratio_ci
-from pytest_ktinterf.verdict import Verdict, expect_degraded
+from pytest_ktinterf.stats import Interval, paired_ratio_ci
+from pytest_ktinterf.verdict import Verdict, decided, expect_degraded, judge
 
 Condition = Callable[[], contextlib.AbstractContextManager[Actor | None]]
 METRICS = ("prefill", "decode")
 
 
+@dataclass(frozen=True)
+class Design:
+    """How many interleaved pairs: ``min_pairs``, then ``step`` more while undecided, up to ``max_pairs``.
+
+    6 pairs is the fewest for which an exact 95% interval exists (see ``stats.paired_ratio_ci``).
+    Each trial is the median of ``rounds`` back-to-back rounds: single prefills of a short prompt
+    vary by +-20% on a small VM (measurement note 7), and a few rounds per trial cost less than
+    the many more pairs (each with an actor start and stop) that the same precision would need.
+    """
+
+    min_pairs: int = 6
+    max_pairs: int = 14
+    step: int = 4
+    rounds: int = 1
+
+    def __post_init__(self) -> None:
+        if self.min_pairs < 6:
+            raise ValueError(f"min_pairs={self.min_pairs}: at least 6 pairs are needed for a 95% interval")
+        if self.max_pairs < self.min_pairs:
+            raise ValueError(f"max_pairs={self.max_pairs} is below min_pairs={self.min_pairs}")
+        if self.step < 1:
+            raise ValueError(f"step={self.step} must be at least 1")
+        if self.rounds < 1:
+            raise ValueError(f"rounds={self.rounds} must be at least 1")
+
+    def looks(self) -> list[int]:
+        """The pair counts at which expectations are judged."""
+        counts = list(range(self.min_pairs, self.max_pairs, self.step))
+        return [*counts, self.max_pairs]
+
+
 @dataclass
 class Trial:
+    """One arm's trial: its first round, any further rounds, and the actor's evidence."""
+
     arm: str
     index: int
     round: RoundSample
     actor: dict[str, Any] | None = None
+    more: list[RoundSample] = field(default_factory=list)
+
+    def metric(self, name: str) -> float:
+        """The median over the trial's rounds (the round's own figure with one round)."""
+        values = [r.metric(name) for r in (self.round, *self.more)]
+        return values[0] if len(values) == 1 else statistics.median(values)
 
 
 @dataclass
@@ -41,34 +89,88 @@ class Comparison:
     streams: int
     trials: list[Trial] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
+    baseline_streams: int | None = None
+    expectations: list[Expectation] = field(default_factory=list)
+    reference: dict[str, str] = field(default_factory=dict)
+    id: str | None = None
+    experiment: str | None = None
+    profile: str | None = None
 
     def values(self, arm: str, metric: str) -> list[float]:
-        return [t.round.metric(metric) for t in self.trials if t.arm == arm]
+        return [t.metric(metric) for t in self.trials if t.arm == arm]
+
+    @property
+    def pairs(self) -> int:
+        return min(len(self.values("baseline", "prefill")), len(self.values("condition", "prefill")))
+
+    def measured(self, metric: str) -> bool:
+        """Whether the metric was measured in every trial (``vram`` is not without a GPU)."""
+        return all(math.isfinite(v) for arm in ("baseline", "condition") for v in self.values(arm, metric))
 
     def ratio(self, metric: str) -> Interval:
-        """condition / baseline median ratio with its 95% bootstrap interval."""
-        return median_ratio_ci(self.values("condition", metric), self.values("baseline", metric))
+        """condition / baseline from the interleaved pairs, with its exact 95% interval."""
+        n = self.pairs
+        return paired_ratio_ci(self.values("condition", metric)[:n], self.values("baseline", metric)[:n])
+
+    def decided(self) -> bool:
+        """Whether every expectation is decided (pass or fail) at the pairs measured so far."""
+        return all(decided(e, self.ratio(e.metric)) for e in self.expectations if self.measured(e.metric))
+
+    def judge(self) -> list[Verdict]:
+        """Final verdicts for every expectation whose metric was measured."""
+        self.verdicts = [
+            judge(e, self.ratio(e.metric), pairs=self.pairs)
+            for e in self.expectations
+            if self.measured(e.metric)
+        ]
+        return self.verdicts
 
     def expect_degraded(self, metric: str, at_least: float) -> Verdict:
-        verdict = expect_degraded(metric, self.ratio(metric), at_least)
+        verdict = expect_degraded(metric, self.ratio(metric), at_least, pairs=self.pairs)
         self.verdicts.append(verdict)
         return verdict
 
+    def failures(self) -> list[Verdict]:
+        return [v for v in self.verdicts if not v.passed]
+
     def to_record(self) -> dict[str, Any]:
+        metrics = list(dict.fromkeys([*METRICS, *(e.metric for e in self.expectations)]))
         return {
             "label": self.label,
+            "id": self.id,
+            "experiment": self.experiment,
+            "profile": self.profile,
             "streams": self.streams,
+            "baseline_streams": self.baseline_streams or self.streams,
+            "pairs": self.pairs,
+            "reference": self.reference,
+            "expected": {e.metric: e.describe() for e in self.expectations},
             "ratios": {
                 m: {"point": r.point, "lo": r.lo, "hi": r.hi, "confidence": r.confidence}
-                for m in METRICS
+                for m in metrics
+                if self.measured(m)
                 for r in [self.ratio(m)]
             },
             "verdicts": [
-                {"metric": v.metric, "expectation": v.expectation, "passed": v.passed, "reason": v.reason}
+                {
+                    "metric": v.metric,
+                    "expectation": v.expectation,
+                    "status": v.status,
+                    "passed": v.passed,
+                    "reason": v.reason,
+                    "pairs": v.pairs,
+                }
                 for v in self.verdicts
             ],
             "trials": [
-                {"arm": t.arm, "index": t.index, "actor": t.actor, **t.round.to_record()} for t in self.trials
+                {
+                    "arm": t.arm,
+                    "index": t.index,
+                    "actor": t.actor,
+                    **t.round.to_record(),
+                    **({"more_rounds": [r.to_record() for r in t.more]} if t.more else {}),
+                }
+                for t in self.trials
             ],
         }
 
@@ -81,38 +183,79 @@ def measure_monitored(probe: Probe, streams: int, processes: ProcessSource) -> R
     return sample
 
 
+def _rounds(probe: Probe, streams: int, processes: ProcessSource, rounds: int) -> list[RoundSample]:
+    return [measure_monitored(probe, streams, processes) for _ in range(rounds)]
+
+
+def _pair(
+    result: Comparison,
+    probe: Probe,
+    condition: Condition,
+    index: int,
+    processes: ProcessSource,
+    rounds: int = 1,
+) -> None:
+    baseline_streams = result.baseline_streams or result.streams
+    first, *more = _rounds(probe, baseline_streams, processes, rounds)
+    result.trials.append(Trial("baseline", index, first, more=more))
+    with condition() as actor:
+        samples = _rounds(probe, result.streams, processes, rounds)
+        if actor is not None:
+            actor.check()
+            if not actor.window.covers(samples[0].t_start, samples[-1].t_end):
+                raise KtInterfError(
+                    f"{result.label}: trial {index} ran outside the actor's pressure window",
+                    "this is a plugin bug; the actor must be started before measuring",
+                )
+    # Taken after stop: evidence is frozen then, with what only a stopped actor can report.
+    evidence = actor.evidence() if actor is not None else None
+    result.trials.append(Trial("condition", index, samples[0], evidence, more=samples[1:]))
+
+
 def compare(
     probe: Probe,
     condition: Condition,
     *,
     label: str,
-    trials: int,
+    trials: int | None = None,
+    design: Design | None = None,
+    expectations: Sequence[Expectation] = (),
     streams: int = 1,
+    baseline_streams: int | None = None,
     processes: ProcessSource = lambda: [],
     progress: Callable[[str], None] | None = None,
 ) -> Comparison:
-    """Run ``trials`` baseline/condition pairs after one warm-up round."""
-    result = Comparison(label=label, streams=streams)
+    """Interleaved baseline/condition pairs after one warm-up round, judged sequentially.
+
+    ``trials`` runs exactly that many pairs (no expectations judged here); a ``design`` runs
+    pairs until every expectation is decided or ``max_pairs`` is reached, then judges them.
+    ``baseline_streams`` lets the baseline arm run at another concurrency (1 vs N streams).
+    """
+    result = Comparison(
+        label=label, streams=streams, baseline_streams=baseline_streams, expectations=list(expectations)
+    )
+    chosen = design or Design()
+    looks = [trials] if trials is not None else chosen.looks()
     probe.measure(streams)  # warm-up: first requests after start pay one-off costs
-    for index in range(trials):
-        result.trials.append(Trial("baseline", index, measure_monitored(probe, streams, processes)))
-        with condition() as actor:
-            sample = measure_monitored(probe, streams, processes)
-            if actor is not None:
-                actor.check()
-                if not actor.window.covers(sample.t_start, sample.t_end):
-                    raise KtInterfError(
-                        f"{label}: trial {index} ran outside the actor's pressure window",
-                        "this is a plugin bug; the actor must be started before measuring",
-                    )
-        # Taken after stop: evidence is frozen then, with what only a stopped actor can report.
-        evidence = actor.evidence() if actor is not None else None
-        result.trials.append(Trial("condition", index, sample, evidence))
-        if progress is not None:
-            b, c = result.trials[-2].round, sample
-            progress(
-                f"{label}: trial {index + 1}/{trials}: prefill {b.metric('prefill'):.1f} -> "
-                f"{c.metric('prefill'):.1f}, decode {b.metric('decode'):.1f} -> "
-                f"{c.metric('decode'):.1f} tok/s"
-            )
+    for look, target in enumerate(looks):
+        for index in range(result.pairs, target):
+            _pair(result, probe, condition, index, processes, chosen.rounds)
+            if progress is not None:
+                b, c = result.trials[-2], result.trials[-1]
+                progress(
+                    f"{label}: pair {index + 1}/{target}: prefill {b.metric('prefill'):.1f} -> "
+                    f"{c.metric('prefill'):.1f}, decode {b.metric('decode'):.1f} -> "
+                    f"{c.metric('decode'):.1f} tok/s"
+                )
+        if not result.expectations or result.decided():
+            break
+        if progress is not None and look + 1 < len(looks):
+            undecided = [
+                e.metric
+                for e in result.expectations
+                if result.measured(e.metric) and not decided(e, result.ratio(e.metric))
+            ]
+            progress(f"{label}: undecided after {result.pairs} pairs ({', '.join(undecided)}): adding more")
+    if result.expectations:
+        result.judge()
     return result

@@ -64,6 +64,18 @@ _OPTIONS: tuple[_Opt, ...] = (
         "(the OOM killer may act; the filler is its first victim)",
         "no",
     ),
+    _Opt(
+        "profile",
+        "expectations for this kind of machine: auto (default: the profile in experiments/profiles "
+        "whose match fits this machine), none (the experiment files' own, i.e. the report's), or a "
+        "profile file's path",
+        "auto",
+    ),
+    _Opt(
+        "max-pairs",
+        "most baseline/condition pairs an undecided experiment condition may take (overrides the "
+        "files' design; default: theirs)",
+    ),
 )
 
 
@@ -144,6 +156,11 @@ class Options:
     report_json: str | None = ".ktinterf/report.json"
     memory_reserve_gib: float | None = None
     allow_host_overflow: bool = False
+    profile: str = "auto"
+    max_pairs: int | None = None
+
+
+options_key = pytest.StashKey[Options]()  # where plugin.py keeps the resolved options
 
 
 def _raw(config: pytest.Config, opt: _Opt) -> str | None:
@@ -229,4 +246,6 @@ def from_config(config: pytest.Config) -> Options:
         report_json=raw["report-json"] or None,
         memory_reserve_gib=_gib("memory-reserve", raw["memory-reserve"]),
         allow_host_overflow=_yes_no("allow-host-overflow", raw["allow-host-overflow"]),
+        profile=raw["profile"] or "auto",
+        max_pairs=_int("max-pairs", raw["max-pairs"], minimum=6),
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from pytest_ktinterf import assets
@@ -25,20 +26,24 @@ from pytest_ktinterf.actors.cpu import CpuStress, core_set
 from pytest_ktinterf.actors.gpu import GpuCompute, GpuMemoryHog, gpu_unavailable_reason
 from pytest_ktinterf.actors.memory import RamFiller
 from pytest_ktinterf.actors.overflow import ContainedOverflow, HostOverflow
-from pytest_ktinterf.compare import Comparison, Condition, compare, measure_monitored
+from pytest_ktinterf.collect import ExperimentFile, is_experiment_file
+from pytest_ktinterf.compare import Comparison, Condition, Design, compare, measure_monitored
 from pytest_ktinterf.errors import KtInterfError
+from pytest_ktinterf.expectations import Expectation
+from pytest_ktinterf.interfere import VerdictFailure, raise_for_verdicts, spec_from_call
+from pytest_ktinterf.interfere import run as run_condition
 from pytest_ktinterf.machine_lock import EXCLUSIVE, SHARED, hold, measuring
-from pytest_ktinterf.options import Options, format_cpu_list
+from pytest_ktinterf.options import Options, format_cpu_list, options_key
+from pytest_ktinterf.plots import write_plots
 from pytest_ktinterf.probe import Probe
 from pytest_ktinterf.processes import reap_leftovers
-from pytest_ktinterf.report import Report
+from pytest_ktinterf.report import Report, json_safe, merge_records, render_lines, write_record
 from pytest_ktinterf.samples import RoundSample
 from pytest_ktinterf.server import ServerHandle, open_server
 
 MARKER = "interference"
 XDIST_GROUP = "ktinterf-machine"
 
-options_key = pytest.StashKey[Options]()
 report_key = pytest.StashKey[Report]()
 
 
@@ -73,6 +78,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         writer.line(f"ktinterf: reaped leftover {line} from a session that died", yellow=True)
 
 
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ExperimentFile | None:
+    """TOML files directly under an ``experiments/`` directory are experiments."""
+    if is_experiment_file(file_path):
+        return ExperimentFile.from_parent(parent, path=file_path)
+    return None
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Interference tests share one xdist group so ``--dist loadgroup`` never overlaps them.
@@ -99,6 +111,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     excinfo = call.excinfo
     if excinfo is not None and isinstance(excinfo.value, KtInterfError):
         report.longrepr = excinfo.value.render()
+    elif excinfo is not None and isinstance(excinfo.value, VerdictFailure):
+        report.longrepr = str(excinfo.value)
     return report
 
 
@@ -114,25 +128,65 @@ def _json_target(config: pytest.Config) -> Path | None:
     return target
 
 
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+# -- the report at the end of the session (with xdist: merged from the workers' records) ---------
+
+worker_records_key = pytest.StashKey[dict[str, dict[str, Any]]]()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist controller: keep each worker's record (sent in its workeroutput) for the summary.
+
+    ``optionalhook``: this is an xdist hook; without xdist (``-p no:xdist``) pytest would
+    otherwise refuse an implementation of a hook it does not know.
+    """
+    record = getattr(node, "workeroutput", {}).get("ktinterf_record")
+    if record:
+        node.config.stash.setdefault(worker_records_key, {})[str(node.workerinput["workerid"])] = record
+
+
+def _session_record(config: pytest.Config) -> dict[str, Any] | None:
+    """This process's record merged with the xdist workers' (in worker order), None if empty."""
     report = config.stash.get(report_key, None)
-    if report is None or report.empty:
+    workers = config.stash.get(worker_records_key, {})
+    records = [] if report is None or report.empty else [report.to_record()]
+    records += [workers[w] for w in sorted(workers, key=lambda w: (len(w), w))]
+    if not records:
+        return None
+    return records[0] if len(records) == 1 else merge_records(records)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    record = _session_record(config)
+    if record is None:
         return
     terminalreporter.write_sep("=", "ktinterf report")
-    for line in report.lines():
+    for line in render_lines(record):
         terminalreporter.write_line(line)
     target = _json_target(config)
     if target is not None:
-        report.write_json(target)
+        write_record(record, target)
         terminalreporter.write_line(f"JSON record: {target}")
+        plots = write_plots(record, target.parent)
+        if plots:
+            terminalreporter.write_line(f"plots: {', '.join(str(p) for p in plots)}")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """xdist workers have no terminal summary: they write their record here."""
-    report = session.config.stash.get(report_key, None)
-    target = _json_target(session.config)
-    if _is_xdist_worker(session.config) and report is not None and not report.empty and target:
-        report.write_json(target)
+    """xdist workers have no terminal summary: they write their record and send it home.
+
+    The controller merges what they send (``pytest_testnodedown``) and prints one report; the
+    per-worker file stays as that worker's own account.
+    """
+    config = session.config
+    report = config.stash.get(report_key, None)
+    if not _is_xdist_worker(config) or report is None or report.empty:
+        return
+    record = json_safe(report.to_record())
+    config.workeroutput["ktinterf_record"] = record  # type: ignore[attr-defined]
+    target = _json_target(config)
+    if target:
+        write_record(record, target)
 
 
 # -- fixtures ------------------------------------------------------------------------------
@@ -307,9 +361,10 @@ def _reserve_bytes(options: Options) -> int | None:
 def kt_ram_filler(
     kt_options: Options, kt_log_dir: Path, request: pytest.FixtureRequest, pytestconfig: pytest.Config
 ) -> Iterator[Any]:
-    """``kt_ram_filler(gib=None, leave_available_gib=None, active=False, mlock=False, cores=None)``.
+    """``kt_ram_filler(gib=None, leave_available_gib=None, active=False, mlock=False, cores=None,
+    fraction_of_available=None)``.
 
-    Holds N GiB (or all but X GiB of what is available), every page touched; ``active=True``
+    Holds N GiB (or all but X GiB, or a fraction of what is available), every page touched; ``active=True``
     keeps streaming through it (the report's "co-runner infers" row), else it idles ("holds RAM,
     idle"). Refuses to go below ``--kt-memory-reserve``.
     """
@@ -321,7 +376,10 @@ def kt_ram_filler(
             active: bool = False,
             mlock: bool = False,
             cores: CoreSpec | None = None,
+            fraction_of_available: float | None = None,
         ) -> RamFiller:
+            if fraction_of_available is not None:  # sized when the actor is made, i.e. per trial
+                gib = fraction_of_available * psutil.virtual_memory().available / 2**30
             actor = RamFiller(
                 gib=gib,
                 leave_available_gib=leave_available_gib,
@@ -470,21 +528,37 @@ def kt_compare(
     kt_report: Report,
     pytestconfig: pytest.Config,
 ) -> Any:
-    """``kt_compare(condition, label=..., streams=1, trials=None)`` -> Comparison.
+    """``kt_compare(condition, label=..., streams=1, trials=None, design=None, expectations=())``.
 
     ``condition`` is a zero-argument callable returning a context manager (an actor), entered
-    for every condition trial. The comparison is added to the report.
+    for every condition trial. With ``trials`` exactly that many pairs run; with ``design`` and
+    ``expectations`` pairs run until each expectation is decided (see compare.py). The
+    comparison is added to the report.
     """
     say = _say(pytestconfig)
 
-    def run(condition: Condition, *, label: str, streams: int = 1, trials: int | None = None) -> Comparison:
+    def run(
+        condition: Condition,
+        *,
+        label: str,
+        streams: int = 1,
+        trials: int | None = None,
+        design: Design | None = None,
+        expectations: list[Expectation] | tuple[Expectation, ...] = (),
+        baseline_streams: int | None = None,
+    ) -> Comparison:
+        if trials is None and design is None:
+            trials = kt_options.trials
         with measuring(say):
             result = compare(
                 kt_probe,
                 condition,
                 label=label,
-                trials=trials or kt_options.trials,
+                trials=trials,
+                design=design,
+                expectations=expectations,
                 streams=streams,
+                baseline_streams=baseline_streams,
                 processes=kt_server.processes,
                 progress=say,
             )
@@ -492,3 +566,46 @@ def kt_compare(
         return result
 
     return run
+
+
+@pytest.fixture
+def kt_interfere(request: pytest.FixtureRequest) -> Any:
+    """``kt_interfere(actor, expect=None, label=None, streams=None, baseline_streams=None,
+    design=None, check=True, **params)`` -> Comparison: the code-defined form of a condition.
+
+    ``actor`` is a name as in experiment files (``cpu_stress``, ``ram_filler``, ... or ``none``),
+    ``params`` its parameters, ``expect`` a dict metric -> outcome (or taken from
+    ``@pytest.mark.interference(expect=...)``). Runs interleaved pairs sequentially until the
+    expectations are decided; with ``check`` it fails the test on a failed or inconclusive
+    verdict, so parametrized tests read as one line each.
+    """
+
+    def interfere(
+        actor: str,
+        *,
+        expect: dict[str, Any] | None = None,
+        label: str | None = None,
+        streams: int | None = None,
+        baseline_streams: int | None = None,
+        design: Design | dict[str, int] | None = None,
+        check: bool = True,
+        **params: Any,
+    ) -> Comparison:
+        spec = spec_from_call(
+            request,
+            actor,
+            expect=expect,
+            label=label,
+            streams=streams,
+            baseline_streams=baseline_streams,
+            design=design,
+            params=params,
+        )
+        comparison = run_condition(request, spec, experiment=request.node.nodeid)
+        for verdict in comparison.verdicts:
+            print(verdict.line())
+        if check:
+            raise_for_verdicts(comparison)
+        return comparison
+
+    return interfere

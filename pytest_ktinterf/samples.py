@@ -109,12 +109,32 @@ class RoundSample:
         return tokens / window if window > 0 else float("nan")
 
     def metric(self, name: str) -> float:
-        """``prefill`` or ``decode`` aggregate for this round (equal to the request's at 1 stream)."""
+        """One figure of this round by name; NaN when it was not measured (no GPU: no ``vram``).
+
+        ``prefill`` / ``decode``: aggregate tokens/s (the request's own at 1 stream);
+        ``prefill_per_stream`` / ``decode_per_stream``: the median stream's rate;
+        ``ram``: the server's resident memory at its peak (host RAM used when the server's
+        processes are unknown); ``vram``: GPU memory used at its peak, MiB.
+        """
         if name == "prefill":
             return self.prefill_aggregate
         if name == "decode":
             return self.decode_aggregate
-        raise KeyError(f"unknown metric {name!r}; use 'prefill' or 'decode'")
+        if name in ("prefill_per_stream", "decode_per_stream"):
+            rates = [x for x in self.per_stream(name.removesuffix("_per_stream")) if x == x]
+            return statistics.median(rates) if rates else float("nan")
+        if name == "ram":
+            value = self.resources.get("server_rss_peak_mib") or self.resources.get("ram_used_peak_mib")
+            return float(value) if value else float("nan")
+        if name == "vram":
+            value = self.resources.get("vram_used_peak_mib")
+            return (
+                float(value) if value is not None and self.resources.get("gpu") == "present" else float("nan")
+            )
+        raise KeyError(
+            f"unknown metric {name!r}; use prefill, decode, prefill_per_stream, "
+            "decode_per_stream, ram or vram"
+        )
 
     def per_stream(self, name: str) -> list[float]:
         attr = "prefill_tps" if name == "prefill" else "decode_tps"

@@ -1,15 +1,18 @@
 """Verdicts: an expectation about a ratio, decided by its whole confidence interval.
 
-A verdict never passes on a point estimate: ``degraded by at least X`` passes only when the
-interval's upper end lies below ``1 - X``. The richer vocabulary (unaffected, collapsed,
-inconclusive with more trials) grows here in later issues.
+A verdict never passes on a point estimate. Its status is ``pass``, ``fail`` (the interval
+contradicts the expectation) or ``inconclusive`` (still straddling a boundary when the trial
+budget was spent), and only ``pass`` passes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pytest_ktinterf.expectations import Decision, Expectation
 from pytest_ktinterf.stats import Interval
+
+PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 
 
 @dataclass(frozen=True)
@@ -19,27 +22,47 @@ class Verdict:
     metric: str
     expectation: str
     interval: Interval
-    passed: bool
+    status: str
     reason: str
+    pairs: int = 0
+
+    @property
+    def passed(self) -> bool:
+        return self.status == PASS
 
     def line(self) -> str:
-        status = "PASS" if self.passed else "FAIL"
         return (
-            f"{status} {self.metric}: {self.expectation}; measured ratio "
-            f"{self.interval} = {self.interval.as_percent_change()} -- {self.reason}"
+            f"{self.status.upper()} {self.metric}: {self.expectation}; measured ratio "
+            f"{self.interval} = {self.interval.as_percent_change()} over {self.pairs} pairs -- {self.reason}"
         )
 
 
-def expect_degraded(metric: str, interval: Interval, at_least: float) -> Verdict:
+def judge(expectation: Expectation, interval: Interval, *, pairs: int = 0, final: bool = True) -> Verdict:
+    """The verdict of one look; an undecided look is ``inconclusive`` when ``final``.
+
+    Not final, an undecided verdict is returned as ``inconclusive`` too: callers that may still
+    add trials ask :func:`decided` first.
+    """
+    decision, reason = expectation.decide(interval)
+    if decision is Decision.PASS:
+        status = PASS
+    elif decision is Decision.FAIL:
+        status = FAIL
+    else:
+        status = INCONCLUSIVE
+        if final:
+            reason += (
+                ": more pairs might decide it (raise max_pairs), or the bound is too tight for this noise"
+            )
+    return Verdict(expectation.metric, expectation.describe(), interval, status, reason, pairs)
+
+
+def decided(expectation: Expectation, interval: Interval) -> bool:
+    return expectation.decide(interval)[0] is not Decision.UNDECIDED
+
+
+def expect_degraded(metric: str, interval: Interval, at_least: float, *, pairs: int = 0) -> Verdict:
     """Pass when the whole interval shows a loss of at least ``at_least`` (0.25 = 25%)."""
     if not 0 < at_least < 1:
         raise ValueError(f"at_least must be in (0, 1), got {at_least}")
-    bound = 1 - at_least
-    passed = interval.hi < bound
-    if passed:
-        reason = f"upper bound {interval.hi:.3f} < {bound:.3f}"
-    elif interval.lo < bound:
-        reason = f"interval straddles {bound:.3f}: undecided, counted as a failure"
-    else:
-        reason = f"lower bound {interval.lo:.3f} >= {bound:.3f}: not degraded that much"
-    return Verdict(metric, f"degraded by at least {at_least:.0%}", interval, passed, reason)
+    return judge(Expectation(metric, "degraded", at_least), interval, pairs=pairs)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pytest_ktinterf.compare import Comparison, Design, Trial
+from pytest_ktinterf.expectations import Expectation
 from pytest_ktinterf.stats import Interval, median_ratio_ci
-from pytest_ktinterf.verdict import expect_degraded
+from pytest_ktinterf.verdict import FAIL, INCONCLUSIVE, PASS, decided, expect_degraded, judge
 
 samples = st.lists(st.floats(1.0, 1000.0), min_size=2, max_size=12)
 
@@ -47,8 +50,115 @@ def test_too_few_samples_is_an_error():
 
 
 def test_degraded_passes_only_when_the_whole_interval_is_below():
-    assert expect_degraded("decode", Interval(0.5, 0.45, 0.6, 0.95), 0.25).passed
+    clear = expect_degraded("decode", Interval(0.5, 0.45, 0.6, 0.95), 0.25, pairs=8)
+    assert clear.status == PASS and clear.passed
+    assert (clear.metric, clear.expectation, clear.pairs) == ("decode", "degraded by at least 25%", 8)
     straddles = expect_degraded("decode", Interval(0.7, 0.6, 0.8, 0.95), 0.25)
-    assert not straddles.passed and "undecided" in straddles.reason
+    assert straddles.status == INCONCLUSIVE and not straddles.passed
+    assert "raise max_pairs" in straddles.reason  # an inconclusive verdict says how to decide it
     mild = expect_degraded("decode", Interval(0.9, 0.85, 0.95, 0.95), 0.25)
-    assert not mild.passed and "not degraded that much" in mild.reason
+    assert mild.status == FAIL and not mild.passed
+    unbounded = expect_degraded("decode", Interval(0.5, 0.0, math.inf, 0.95), 0.25)
+    assert unbounded.status == INCONCLUSIVE  # too few pairs never pass
+
+
+def test_verdict_line_names_status_metric_and_interval():
+    line = expect_degraded("prefill", Interval(0.5, 0.45, 0.6, 0.95), 0.25, pairs=6).line()
+    assert line.startswith("PASS prefill: degraded by at least 25%; measured ratio 0.500 [0.450, 0.600]")
+    assert "-50% [-55%, -40%] over 6 pairs" in line
+
+
+@pytest.mark.parametrize("at_least", [0, 1, -0.2, 1.5])
+def test_expect_degraded_rejects_bounds_outside_zero_to_one(at_least: float):
+    with pytest.raises(ValueError, match="at_least must be in"):
+        expect_degraded("decode", Interval(0.5, 0.45, 0.6, 0.95), at_least)
+
+
+def test_judge_explains_inconclusive_only_when_final():
+    expectation = Expectation("decode", "unaffected", 0.15)
+    straddling = Interval(0.9, 0.8, 1.0, 0.95)
+    final = judge(expectation, straddling)
+    early = judge(expectation, straddling, final=False)
+    assert final.status == early.status == INCONCLUSIVE
+    assert "more pairs" in final.reason and "more pairs" not in early.reason
+    assert not decided(expectation, straddling)
+    assert decided(expectation, Interval(1.0, 0.95, 1.05, 0.95))
+    assert decided(expectation, Interval(0.5, 0.4, 0.6, 0.95))
+
+
+# -- the sequential design and a comparison's verdicts -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("design", "looks"),
+    [
+        (Design(), [6, 10, 14]),
+        (Design(6, 6, 4), [6]),
+        (Design(6, 12, 4), [6, 10, 12]),
+        (Design(8, 20, 3), [8, 11, 14, 17, 20]),
+    ],
+)
+def test_design_looks(design: Design, looks: list[int]):
+    assert design.looks() == looks
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"min_pairs": 5}, "at least 6 pairs"),
+        ({"min_pairs": 8, "max_pairs": 7}, "below min_pairs"),
+        ({"step": 0}, "must be at least 1"),
+        ({"rounds": 0}, "rounds=0 must be at least 1"),
+    ],
+)
+def test_design_rejects_impossible_plans(kwargs: dict[str, int], message: str):
+    with pytest.raises(ValueError, match=message):
+        Design(**kwargs)
+
+
+class _Round:
+    """Stands in for a RoundSample: only ``metric`` is read by a comparison's statistics."""
+
+    def __init__(self, **figures: float) -> None:
+        self.figures = figures
+
+    def metric(self, name: str) -> float:
+        return self.figures.get(name, math.nan)
+
+
+def _comparison(ratio: float, pairs: int, expectations: list[Expectation]) -> Comparison:
+    rng = random.Random(pairs)
+    result = Comparison(label="test", streams=1, expectations=expectations)
+    for i in range(pairs):
+        level = rng.uniform(80, 120)
+        noise = 1 + rng.uniform(-0.02, 0.02)
+        result.trials.append(Trial("baseline", i, _Round(prefill=level, decode=level / 4)))  # type: ignore[arg-type]
+        condition = _Round(prefill=level * ratio * noise, decode=level / 4 * noise)
+        result.trials.append(Trial("condition", i, condition))  # type: ignore[arg-type]
+    return result
+
+
+def test_comparison_decides_and_judges_each_measured_expectation():
+    expectations = [
+        Expectation("prefill", "degraded", 0.25),
+        Expectation("decode", "unaffected", 0.15),
+        Expectation("vram", "unaffected", 0.15),  # not measured (no GPU): no verdict
+    ]
+    early = _comparison(0.5, 5, expectations)
+    assert early.pairs == 5
+    assert not early.decided()  # 5 pairs: the interval is unbounded
+    result = _comparison(0.5, 6, expectations)
+    assert result.decided()
+    verdicts = result.judge()
+    assert [(v.metric, v.status) for v in verdicts] == [("prefill", PASS), ("decode", PASS)]
+    assert all(v.pairs == 6 for v in verdicts)
+    assert result.failures() == []
+    wrong = _comparison(1.0, 6, [Expectation("prefill", "degraded", 0.25)])
+    assert [v.status for v in wrong.judge()] == [FAIL]
+    assert wrong.failures() == wrong.verdicts
+
+
+def test_a_trial_of_several_rounds_is_their_median():
+    trial = Trial("baseline", 0, _Round(prefill=100.0), more=[_Round(prefill=50.0), _Round(prefill=90.0)])  # type: ignore[arg-type, list-item]
+    assert trial.metric("prefill") == 90.0
+    assert Trial("baseline", 0, _Round(prefill=100.0)).metric("prefill") == 100.0  # type: ignore[arg-type]

@@ -1,0 +1,126 @@
+"""Experiment files become pytest items: one per condition and expected metric.
+
+``experiments/seed_report.toml::cpu_spare[decode]`` reads like the report's matrix cell it
+checks. The items of one condition share a single comparison (run by whichever of them runs
+first), so asking for prefill and decode costs one set of trials, not two.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from pytest_ktinterf.actors.gpu import gpu_unavailable_reason
+from pytest_ktinterf.compare import Comparison
+from pytest_ktinterf.experiment import (
+    ConditionSpec,
+    Experiment,
+    ExperimentFileError,
+    Profile,
+    apply_profile,
+    find_profile,
+    load_experiment,
+    load_profile,
+)
+from pytest_ktinterf.interfere import VerdictFailure, run
+from pytest_ktinterf.options import options_key
+
+EXPERIMENTS_DIR = "experiments"
+
+
+@functools.cache
+def this_machine() -> dict[str, Any]:
+    """What profiles match on: logical CPUs and whether a usable GPU exists."""
+    return {"logical_cpus": psutil.cpu_count() or 1, "gpu": gpu_unavailable_reason() is None}
+
+
+def resolve_profile(setting: str, rootpath: Path, directory: Path) -> Profile | None:
+    """``--kt-profile``: auto (match this machine), none, or a file."""
+    if setting == "none":
+        return None
+    if setting == "auto":
+        return find_profile(directory, this_machine())
+    path = Path(rootpath, setting)
+    if not path.is_file():
+        raise ExperimentFileError(
+            path, "--kt-profile", "does not exist", "auto, none, or the path of a profile file"
+        )
+    return load_profile(path)
+
+
+def is_experiment_file(file_path: Path) -> bool:
+    return file_path.suffix == ".toml" and file_path.parent.name == EXPERIMENTS_DIR
+
+
+class ExperimentFile(pytest.File):
+    """One experiment file; its conditions' comparisons are kept here for the metric items."""
+
+    experiment: Experiment
+    profile: Profile | None = None
+
+    def collect(self) -> Iterator[pytest.Item]:
+        options = self.config.stash[options_key]
+        try:
+            experiment = load_experiment(self.path)
+            self.profile = resolve_profile(options.profile, self.config.rootpath, self.path.parent)
+            self.experiment = apply_profile(experiment, self.profile)
+        except ExperimentFileError as exc:
+            raise self.CollectError(f"{exc}") from None
+        self.outcomes: dict[str, Comparison | BaseException] = {}
+        for condition in self.experiment.conditions:
+            for metric in condition.expect:
+                yield ConditionItem.from_parent(
+                    self,
+                    name=f"{condition.id}[{metric}]",
+                    callobj=_item_function(self, condition, metric),
+                )
+
+
+class ConditionItem(pytest.Function):
+    """A ``Function`` so that fixtures, markers and ``-k`` work as for any test."""
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, self.name
+
+
+def _selected_metrics(node: ExperimentFile, condition: ConditionSpec) -> set[str]:
+    """Metrics of this condition whose items this session runs (``-k``, node ids, ``-m``)."""
+    prefix = f"{condition.id}["
+    return {
+        item.name[len(prefix) : -1]
+        for item in node.session.items
+        if item.parent is node and item.name.startswith(prefix)
+    }
+
+
+def _item_function(node: ExperimentFile, condition: ConditionSpec, metric: str) -> Any:
+    def experiment_condition(request: pytest.FixtureRequest) -> None:
+        outcome = node.outcomes.get(condition.id)
+        if outcome is None:
+            try:
+                outcome = run(
+                    request,
+                    condition,
+                    metrics=_selected_metrics(node, condition) or None,
+                    experiment=str(node.path.relative_to(node.config.rootpath)),
+                )
+            except BaseException as exc:  # skips too: the condition's other items share the outcome
+                node.outcomes[condition.id] = exc
+                raise
+            node.outcomes[condition.id] = outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+        verdict = next((v for v in outcome.verdicts if v.metric == metric), None)
+        if verdict is None:
+            pytest.skip(f"{metric} was not measured in every trial (vram needs a GPU)")
+        print(verdict.line())
+        if not verdict.passed:
+            raise VerdictFailure(verdict.line())
+
+    experiment_condition.pytestmark = [pytest.mark.interference]  # type: ignore[attr-defined]
+    return experiment_condition

@@ -1,0 +1,384 @@
+"""Plots of a report record as self-contained SVG text, written by hand (no plotting library).
+
+Drawn from the JSON record only (like ``report.render_lines``), so a record from any run, or
+merged from xdist workers, plots the same way. SVG is written by hand because a pytest plugin
+should not pull matplotlib into every test environment, and two chart shapes do not need it:
+
+* ``effects_svg``: a forest plot, one row per comparison, a panel each for prefill and decode:
+  the condition/baseline ratio as percent change, a dot at the point estimate and a bar over
+  its confidence interval, coloured by the verdict on that metric;
+* ``throughput_svg``: aggregate prefill and decode tokens/s per concurrency (median round),
+  with the sum of per-stream rates marked beside it (it overstates when streams share cores).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pytest_ktinterf.report import (
+    TABLE_METRICS,
+    concurrency_rounds,
+    is_finite,
+    median_round,
+    percent_change,
+    truncate,
+    verdict_status,
+)
+
+FONT = "font-family:DejaVu Sans,Helvetica,Arial,sans-serif"
+COLOURS = {"pass": "#2a9d4b", "fail": "#d1495b", "inconclusive": "#e09f3e", None: "#3d5a80"}
+LABEL_CHARS = 56
+STATUS_WORDS = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE", None: "no verdict"}
+
+
+def escape(text: Any) -> str:
+    """Text safe inside an element or a double-quoted attribute.
+
+    Labels come from users and experiment files; characters XML 1.0 forbids (most control
+    characters) are dropped rather than producing a file no viewer opens.
+    """
+    kept = "".join(c for c in str(text) if c in "\t\n\r" or ord(c) >= 0x20)
+    return kept.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def nice_ticks(lo: float, hi: float, target: int = 6) -> list[float]:
+    """Round tick values (1, 2, 2.5, 5 x 10^k steps) covering [lo, hi] with about ``target`` ticks."""
+    scale = max(abs(lo), abs(hi), 1.0)
+    if not hi - lo > 1e-9 * scale:  # one value (or none apart): centre it in a visible range
+        lo, hi = lo - scale / 2, hi + scale / 2
+    raw = (hi - lo) / max(1, target - 1)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    start, end = math.floor(lo / step + 1e-9) * step, math.ceil(hi / step - 1e-9) * step
+    return [round(start + i * step, 10) for i in range(round((end - start) / step) + 1)]
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 or value == int(value) else f"{value:.3g}"
+
+
+def _svg(width: float, height: float, body: list[str], title: str) -> str:
+    return "\n".join(
+        [
+            '<?xml version="1.0" encoding="UTF-8"?>',
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
+            f'viewBox="0 0 {width:.0f} {height:.0f}" style="{FONT}">',
+            f"<title>{escape(title)}</title>",
+            f'<rect width="{width:.0f}" height="{height:.0f}" fill="white"/>',
+            *body,
+            "</svg>",
+            "",
+        ]
+    )
+
+
+def _text(x: float, y: float, text: Any, size: int = 12, anchor: str = "start", extra: str = "") -> str:
+    return (
+        f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}"{extra}>'
+        f"{escape(text)}</text>"
+    )
+
+
+def _subtitle(record: dict[str, Any]) -> str:
+    w = record.get("workload") or {}
+    server = record.get("server") or {}
+    host = (record.get("machine") or {}).get("cpu_model")
+    parts = []
+    if w:
+        parts.append(f"{w.get('prompt_tokens')} prompt tokens, {w.get('max_tokens')} generated")
+    if server.get("cpus"):
+        parts.append(f"server cores {server['cpus']}")
+    if host:
+        parts.append(str(host))
+    return "; ".join(parts)
+
+
+def _server_name(record: dict[str, Any]) -> str:
+    return str((record.get("server") or {}).get("description") or "server not recorded")
+
+
+# -- forest plot of effects ----------------------------------------------------------------------
+
+
+def _metric_status(comparison: dict[str, Any], metric: str) -> str | None:
+    """The worst verdict on ``metric`` (fail > inconclusive > pass), None without one."""
+    found = {verdict_status(v) for v in comparison.get("verdicts") or [] if v.get("metric") == metric}
+    return next((s for s in ("fail", "inconclusive", "pass") if s in found), None)
+
+
+def _ratio(comparison: dict[str, Any], metric: str) -> dict[str, float] | None:
+    ratio = (comparison.get("ratios") or {}).get(metric)
+    if ratio and all(is_finite(ratio.get(k)) for k in ("point", "lo", "hi")):
+        return ratio
+    return None
+
+
+CHAR_W = 7.0  # average width of a 12 px sans-serif character: labels are sized without a font
+
+
+def _row_label(comparison: dict[str, Any]) -> str:
+    """The label, cut to fit the label column, with the stream count when it is not 1."""
+    streams = comparison.get("streams")
+    suffix = "" if streams in (None, 1) else f" ({streams} streams)"
+    return truncate(str(comparison.get("label", "?")), LABEL_CHARS - len(suffix)) + suffix
+
+
+def effects_svg(record: dict[str, Any]) -> str:
+    """Forest plot of every comparison's prefill and decode change, with its interval.
+
+    Both panels share one x scale so a prefill effect and a decode effect can be compared by
+    eye; the dashed line at 0% is "no change". Each dot and bar carries a tooltip with the
+    numbers and the verdict.
+    """
+    comparisons = list(record.get("comparisons") or [])
+    labels = [_row_label(c) for c in comparisons]
+    label_w = min(max([len(x) for x in labels] + [20]) * CHAR_W + 24, LABEL_CHARS * CHAR_W + 24)
+    right, gap, row_h, top, bottom = 34.0, 56.0, 26.0, 78.0, 70.0
+    width = label_w + 2 * 320.0 + gap + right
+    panel_w = (width - label_w - right - gap) / 2
+    height = top + max(1, len(comparisons)) * row_h + bottom
+    title = f"Interference effects: {_server_name(record)}"
+    body = [
+        _text(14, 24, title, 16, extra=' font-weight="bold"'),
+        _text(14, 44, _subtitle(record), 11, extra=' fill="#555"'),
+    ]
+    values = [0.0] + [
+        100 * (r[k] - 1)
+        for c in comparisons
+        for m in TABLE_METRICS
+        for r in [_ratio(c, m)]
+        if r is not None
+        for k in ("lo", "hi", "point")
+    ]
+    ticks = nice_ticks(min(values), max(values))
+    lo, hi = ticks[0], ticks[-1]
+    plot_top, plot_bottom = top, top + max(1, len(comparisons)) * row_h
+
+    for i, label in enumerate(labels):
+        y = top + i * row_h + row_h / 2
+        if i % 2 == 0:
+            body.append(
+                f'<rect x="6" y="{y - row_h / 2:.1f}" width="{width - 12:.0f}" height="{row_h:.0f}" '
+                'fill="#f3f4f6"/>'
+            )
+        body.append(_text(label_w - 10, y + 4, label, 12, "end"))
+    if not comparisons:
+        body.append(_text(label_w - 10, top + row_h / 2 + 4, "(no comparisons recorded)", 12, "end"))
+
+    for p, metric in enumerate(TABLE_METRICS):
+        x0 = label_w + p * (panel_w + gap)
+
+        def x(percent: float, x0: float = x0) -> float:
+            return x0 + (percent - lo) / (hi - lo) * panel_w
+
+        body.append(
+            _text(x0 + panel_w / 2, top - 10, f"{metric} tokens/s", 13, "middle", ' font-weight="bold"')
+        )
+        body.append(
+            f'<rect x="{x0:.1f}" y="{plot_top:.1f}" width="{panel_w:.1f}" '
+            f'height="{plot_bottom - plot_top:.1f}" fill="none" stroke="#999"/>'
+        )
+        for tick in ticks:
+            tx = x(tick)
+            body.append(
+                f'<line x1="{tx:.1f}" y1="{plot_top:.1f}" x2="{tx:.1f}" y2="{plot_bottom:.1f}" '
+                'stroke="#e0e0e0"/>'
+            )
+            body.append(
+                f'<line x1="{tx:.1f}" y1="{plot_bottom:.1f}" x2="{tx:.1f}" y2="{plot_bottom + 5:.1f}" '
+                'stroke="#666"/>'
+            )
+            body.append(_text(tx, plot_bottom + 18, "0%" if tick == 0 else f"{tick:+g}%", 11, "middle"))
+        body.append(
+            f'<line class="no-change" x1="{x(0):.1f}" y1="{plot_top:.1f}" x2="{x(0):.1f}" '
+            f'y2="{plot_bottom:.1f}" stroke="#333" stroke-dasharray="4 3"/>'
+        )
+        for i, cmp in enumerate(comparisons):
+            ratio = _ratio(cmp, metric)
+            if ratio is None:
+                continue
+            y = top + i * row_h + row_h / 2
+            status = _metric_status(cmp, metric)
+            colour = COLOURS[status]
+            tip = (
+                f"{cmp.get('label', '?')}: {metric} {percent_change(ratio)} "
+                f"({100 * ratio.get('confidence', 0.95):.0f}% CI); {STATUS_WORDS[status]}"
+            )
+            x_lo, x_hi = x(100 * (ratio["lo"] - 1)), x(100 * (ratio["hi"] - 1))
+            body.append(f'<g class="effect" data-metric="{metric}"><title>{escape(tip)}</title>')
+            body.append(
+                f'<line class="ci" x1="{x_lo:.1f}" y1="{y:.1f}" x2="{x_hi:.1f}" y2="{y:.1f}" '
+                f'stroke="{colour}" stroke-width="2.5"/>'
+            )
+            for end in (x_lo, x_hi):
+                body.append(
+                    f'<line x1="{end:.1f}" y1="{y - 5:.1f}" x2="{end:.1f}" y2="{y + 5:.1f}" '
+                    f'stroke="{colour}" stroke-width="1.5"/>'
+                )
+            body.append(
+                f'<circle class="dot" data-metric="{metric}" cx="{x(100 * (ratio["point"] - 1)):.1f}" '
+                f'cy="{y:.1f}" r="4.5" fill="{colour}"/>'
+            )
+            body.append("</g>")
+
+    axis_y = plot_bottom + 38
+    body.append(
+        _text(
+            label_w + panel_w + gap / 2,
+            axis_y,
+            "change (Hodges-Lehmann over interleaved pairs), condition vs baseline, exact 95% interval",
+            11,
+            "middle",
+            ' fill="#555"',
+        )
+    )
+    lx = label_w
+    for status in ("pass", "fail", "inconclusive", None):
+        body.append(f'<circle cx="{lx:.1f}" cy="{axis_y + 18:.1f}" r="4.5" fill="{COLOURS[status]}"/>')
+        body.append(_text(lx + 9, axis_y + 22, STATUS_WORDS[status], 11))
+        lx += 110
+    return _svg(width, height, body, title)
+
+
+# -- throughput bars -----------------------------------------------------------------------------
+
+
+def _throughput_levels(record: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    return [(streams, median_round(rounds)) for streams, rounds in concurrency_rounds(record)]
+
+
+def throughput_svg(record: dict[str, Any]) -> str:
+    """Aggregate prefill and decode tokens/s per concurrency, the median round of each.
+
+    Prefill and decode differ by an order of magnitude, so each gets its own panel and scale.
+    Where several streams ran, a dashed mark shows the sum of their per-stream rates: the
+    report's "30+17+27+17" figure, which overstates throughput when streams share cores.
+    """
+    levels = _throughput_levels(record)
+    left, right, gap, top, bottom = 70.0, 20.0, 80.0, 78.0, 70.0
+    group_w = 90.0
+    panel_w = max(240.0, group_w * max(1, len(levels)))
+    width = left + 2 * panel_w + gap + right
+    panel_h = 260.0
+    height = top + panel_h + bottom
+    title = f"Throughput: {_server_name(record)}"
+    body = [
+        _text(14, 24, title, 16, extra=' font-weight="bold"'),
+        _text(14, 44, _subtitle(record), 11, extra=' fill="#555"'),
+    ]
+    base = top + panel_h
+    colours = {"prefill": "#3d5a80", "decode": "#98c1d9"}
+    for p, metric in enumerate(TABLE_METRICS):
+        x0 = left + p * (panel_w + gap)
+        figures = []
+        for streams, middle in levels:
+            aggregate = middle.get(f"{metric}_aggregate_tps")
+            rates = [v for v in middle.get(f"{metric}_per_stream_tps") or [] if is_finite(v)]
+            figures.append(
+                (
+                    streams,
+                    aggregate if is_finite(aggregate) else None,
+                    sum(rates) if len(rates) > 1 else None,
+                )
+            )
+        tallest = max([0.0] + [v for _, a, s in figures for v in (a, s) if v is not None])
+        ticks = nice_ticks(0.0, 1.1 * tallest or 1.0, 5)  # headroom for the value labels
+        top_value = ticks[-1]
+
+        def y(value: float, top_value: float = top_value) -> float:
+            return base - value / top_value * panel_h
+
+        body.append(
+            _text(
+                x0 + panel_w / 2,
+                top - 12,
+                f"{metric}, aggregate tokens/s",
+                13,
+                "middle",
+                ' font-weight="bold"',
+            )
+        )
+        for tick in ticks:
+            body.append(
+                f'<line x1="{x0:.1f}" y1="{y(tick):.1f}" x2="{x0 + panel_w:.1f}" y2="{y(tick):.1f}" '
+                'stroke="#e0e0e0"/>'
+            )
+            body.append(_text(x0 - 6, y(tick) + 4, _number(tick), 11, "end"))
+        body.append(
+            f'<line x1="{x0:.1f}" y1="{base:.1f}" x2="{x0 + panel_w:.1f}" y2="{base:.1f}" stroke="#333"/>'
+        )
+        slot = panel_w / max(1, len(figures))
+        for i, (streams, aggregate, summed) in enumerate(figures):
+            cx = x0 + slot * (i + 0.5)
+            bar_w = min(50.0, slot * 0.6)
+            if aggregate is not None:
+                body.append(
+                    f'<rect class="bar" data-metric="{metric}" x="{cx - bar_w / 2:.1f}" '
+                    f'y="{y(aggregate):.1f}" width="{bar_w:.1f}" height="{base - y(aggregate):.1f}" '
+                    f'fill="{colours[metric]}"><title>{streams} streams: {metric} aggregate '
+                    f"{aggregate:.4g} tok/s</title></rect>"
+                )
+                body.append(_text(cx, y(aggregate) - 5, _number(aggregate), 11, "middle"))
+            if summed is not None:
+                body.append(
+                    f'<line class="sum" x1="{cx - bar_w / 2 - 6:.1f}" y1="{y(summed):.1f}" '
+                    f'x2="{cx + bar_w / 2 + 6:.1f}" y2="{y(summed):.1f}" stroke="#d1495b" '
+                    f'stroke-width="2" stroke-dasharray="5 3"><title>sum of {streams} per-stream rates: '
+                    f"{summed:.4g} tok/s (overstates when streams share cores)</title></line>"
+                )
+            body.append(_text(cx, base + 18, f"{streams} stream{'s' if streams != 1 else ''}", 11, "middle"))
+    legend_y = base + 48
+    if any(streams > 1 for streams, _ in levels):
+        body.append(
+            f'<line x1="{left:.1f}" y1="{legend_y - 4:.1f}" x2="{left + 24:.1f}" y2="{legend_y - 4:.1f}" '
+            'stroke="#d1495b" stroke-width="2" stroke-dasharray="5 3"/>'
+        )
+        body.append(
+            _text(
+                left + 30,
+                legend_y,
+                "sum of per-stream rates (overstates when streams take turns on the same cores)",
+                11,
+            )
+        )
+    return _svg(width, height, body, title)
+
+
+# -- files ---------------------------------------------------------------------------------------
+
+
+def has_effects(record: dict[str, Any]) -> bool:
+    return any(_ratio(c, m) is not None for c in record.get("comparisons") or [] for m in TABLE_METRICS)
+
+
+def has_throughput(record: dict[str, Any]) -> bool:
+    return bool(concurrency_rounds(record))
+
+
+PLOTS: tuple[tuple[str, Callable[[dict[str, Any]], bool], Callable[[dict[str, Any]], str]], ...] = (
+    ("effects.svg", has_effects, effects_svg),
+    ("throughput.svg", has_throughput, throughput_svg),
+)
+
+
+def write_plots(record: dict[str, Any], directory: Path) -> list[Path]:
+    """Write each plot that has data to ``directory``; returns the paths written.
+
+    Written atomically (temporary file, then rename) like the JSON record, so a viewer that
+    reloads on change never reads half a file.
+    """
+    written = []
+    for name, has_data, render in PLOTS:
+        if not has_data(record):
+            continue
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / name
+        tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
+        tmp.write_text(render(record), encoding="utf-8")
+        tmp.replace(path)
+        written.append(path)
+    return written

@@ -1,0 +1,415 @@
+"""The report renders from its JSON record alone, merges across xdist workers, and plots as SVG.
+
+No server here: records are made by hand (old ones, without the matrix keys, and new ones with
+them), so what is checked is the rendering, not a measurement.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pytest_ktinterf.plots import effects_svg, nice_ticks, throughput_svg, write_plots
+from pytest_ktinterf.report import Report, median_round, merge_records, render_lines
+from pytest_ktinterf.samples import RequestSample, RoundSample
+
+SVG = "{http://www.w3.org/2000/svg}"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def round_record(
+    streams: int, prefill: list[float], decode: list[float], ram: float = 1000.0
+) -> dict[str, Any]:
+    """A round as ``RoundSample.to_record`` writes it (the fields the report reads)."""
+    return {
+        "streams": streams,
+        "prefill_aggregate_tps": sum(prefill) * 0.8,
+        "decode_aggregate_tps": sum(decode) * 0.8,
+        "prefill_per_stream_tps": prefill,
+        "decode_per_stream_tps": decode,
+        "resources": {"ram_used_peak_mib": ram, "server_rss_peak_mib": 300.0, "gpu": "absent"},
+    }
+
+
+def ratio(point: float, lo: float, hi: float) -> dict[str, float]:
+    return {"point": point, "lo": lo, "hi": hi, "confidence": 0.95}
+
+
+def trials(pairs: int) -> list[dict[str, Any]]:
+    return [{"arm": arm, "index": i} for i in range(pairs) for arm in ("baseline", "condition")]
+
+
+def old_record() -> dict[str, Any]:
+    """A record as written before the matrix keys existed: verdicts only say ``passed``."""
+    return {
+        "format": "pytest-ktinterf report v1",
+        "server": {"description": "llama-server SmolLM2", "url": "http://127.0.0.1:1", "cpus": "1"},
+        "workload": {"api": "chat", "prompt_tokens": 128, "max_tokens": 64},
+        "concurrency": {
+            "1": [round_record(1, [500.0], [30.0]), round_record(1, [510.0], [31.0], ram=1100.0)],
+            "4": [round_record(4, [400.0, 410.0, 420.0, 430.0], [20.0, 21.0, 22.0, 23.0])],
+        },
+        "comparisons": [
+            {
+                "label": "CPU stress on spare cores",
+                "streams": 1,
+                "ratios": {"prefill": ratio(0.95, 0.69, 1.11), "decode": ratio(0.97, 0.85, 1.09)},
+                "verdicts": [],
+                "trials": trials(6),
+            },
+            {
+                "label": "CPU stress on the server's cores",
+                "streams": 1,
+                "ratios": {"prefill": ratio(0.51, 0.39, 0.53), "decode": ratio(0.44, 0.41, 0.50)},
+                "verdicts": [
+                    {"metric": "prefill", "expectation": "degraded by at least 25%", "passed": True},
+                    {"metric": "decode", "expectation": "degraded by at least 25%", "passed": False},
+                ],
+                "trials": trials(6),
+            },
+        ],
+    }
+
+
+LONG_LABEL = 'RAM streamed by a co-runner on the spare cores, 2 GiB, with <odd> & "quoted" words'
+
+
+def new_record() -> dict[str, Any]:
+    """A record with the seed report's matrix beside each measurement."""
+    record = old_record()
+    record["comparisons"] = [
+        {
+            "id": "cpu_spare",
+            "experiment": "experiments/seed_report.toml",
+            "label": "CPU stress on spare cores",
+            "streams": 1,
+            "pairs": 10,
+            "reference": {"prefill": "degraded", "decode": "unaffected"},
+            "expected": {"prefill": "degraded by at least 10%", "decode": "unaffected within 15%"},
+            "ratios": {
+                "prefill": ratio(0.80, 0.70, 0.88),
+                "decode": ratio(0.95, 0.82, 1.04),
+                "ram": ratio(1.25, 1.20, 1.30),
+            },
+            "verdicts": [
+                {
+                    "metric": "prefill",
+                    "expectation": "degraded by at least 10%",
+                    "status": "pass",
+                    "passed": True,
+                },
+                {
+                    "metric": "decode",
+                    "expectation": "unaffected within 15%",
+                    "status": "inconclusive",
+                    "passed": False,
+                },
+                {
+                    "metric": "ram",
+                    "expectation": "increased by at least 10%",
+                    "status": "pass",
+                    "passed": True,
+                },
+            ],
+            "trials": trials(10),
+        },
+        {
+            "id": "ram_stream",
+            "experiment": "experiments/seed_report.toml",
+            "label": LONG_LABEL,
+            "streams": 4,
+            "baseline_streams": 1,
+            "reference": {"prefill": "collapsed", "decode": "improved"},
+            "expected": {"decode": "degraded by at least 20%"},
+            "ratios": {"prefill": ratio(0.10, 0.05, 0.20), "decode": ratio(1.10, 0.90, 1.30)},
+            "verdicts": [
+                {
+                    "metric": "decode",
+                    "expectation": "degraded by at least 20%",
+                    "status": "fail",
+                    "passed": False,
+                }
+            ],
+            "trials": trials(6),
+        },
+        {
+            "label": "GPU compute",
+            "streams": 1,
+            "reference": {"prefill": "unaffected"},
+            "ratios": {"prefill": ratio(1.0, 0.9, 1.1)},
+            "verdicts": [],
+            "trials": trials(6),
+        },
+    ]
+    return record
+
+
+def table(lines: list[str], title: str) -> list[list[str]]:
+    """The rows (cells stripped) of the table under ``title``, header first, the -+- rule dropped."""
+    start = lines.index(title) + 1
+    rows = [lines[start]]
+    for line in lines[start + 2 :]:
+        if " | " not in line:
+            break
+        rows.append(line)
+    return [[cell.strip() for cell in row.split(" | ")] for row in rows]
+
+
+INTERFERENCE = (
+    "Interference (condition / baseline: Hodges-Lehmann change over interleaved pairs, [exact 95% CI])"
+)
+
+
+def test_old_record_renders_as_before() -> None:
+    lines = render_lines(old_record())
+    assert lines[0] == "server: llama-server SmolLM2 at http://127.0.0.1:1; cores 1"
+    assert lines[1] == "workload: 128 prompt tokens, 64 generated (ignore_eos), /v1/chat/completions"
+    throughput = table(lines, "Throughput (tokens/s; median round of each concurrency)")
+    assert throughput[0] == ["streams", "rounds", "prefill", "decode"]
+    assert throughput[1] == ["1", "2", "500", "30"]  # median_low of the decode aggregates
+    assert throughput[2][2] == "400+410+420+430 ≈ 1.66e+03 (sum of streams); true aggregate 1.33e+03"
+    memory = table(lines, "Memory while measuring (peak)")
+    assert memory[1] == ["1", "1,100 MiB", "300 MiB", "-", "absent"]
+    rows = table(lines, INTERFERENCE)
+    assert rows[0] == ["condition", "streams", "pairs", "prefill", "decode", "verdict"]
+    assert rows[1] == [
+        "CPU stress on spare cores",
+        "1",
+        "6",
+        "-5% [-31%, +11%]",
+        "-3% [-15%, +9%]",
+        "(no expectation)",
+    ]
+    assert rows[2][-1] == "PASS prefill degraded by at least 25%; FAIL decode degraded by at least 25%"
+
+
+def test_new_record_shows_the_report_matrix_beside_the_measurement() -> None:
+    lines = render_lines(new_record())
+    rows = table(lines, INTERFERENCE)
+    assert rows[0] == ["condition", "streams", "pairs", "prefill", "decode", "report says", "verdict"]
+    spare, stream, gpu = rows[1:]
+    assert spare[:6] == [
+        "cpu_spare: CPU stress on spare cores",
+        "1",
+        "10",
+        "-20% [-30%, -12%]",
+        "-5% [-18%, +4%]",
+        "prefill yes / decode no",
+    ]
+    assert spare[6] == (
+        "PASS prefill degraded by at least 10%; INCONCLUSIVE decode unaffected within 15%; "
+        "PASS ram increased by at least 10% (+25% [+20%, +30%])"
+    )
+    assert stream[0] == "ram_stream: " + LONG_LABEL[:59] + "…"
+    assert stream[1:3] == ["4 vs 1", "6"]
+    assert stream[5] == "prefill yes (collapse) / decode better"
+    assert stream[6] == "FAIL decode degraded by at least 20%"
+    assert gpu[2:] == ["6", "+0% [-10%, +10%]", "-", "prefill no / decode -", "(no expectation)"]
+    assert "conditions from: experiments/seed_report.toml" in lines
+    # Only where this machine's expectation contradicts the matrix is it spelled out.
+    notes = [line for line in lines if "expected here" in line]
+    assert notes == [
+        "ram_stream: expected here: decode degraded by at least 20% (the report says improved for decode)"
+    ]
+
+
+def test_expected_without_verdicts_says_not_checked() -> None:
+    record = new_record()
+    record["comparisons"][0]["verdicts"] = []
+    rows = table(render_lines(record), INTERFERENCE)
+    assert (
+        rows[1][-1]
+        == "(not checked: expected prefill degraded by at least 10%; decode unaffected within 15%)"
+    )
+
+
+def test_render_survives_a_json_round_trip_and_missing_figures() -> None:
+    record = new_record()
+    record["comparisons"][0]["ratios"]["decode"] = {"point": math.nan, "lo": math.nan, "hi": math.nan}
+    record["concurrency"]["1"][0]["decode_aggregate_tps"] = math.nan
+    again = json.loads(json.dumps(record))
+    assert render_lines(again) == render_lines(record)
+    assert table(render_lines(record), INTERFERENCE)[1][4] == "-"
+    assert render_lines({}) == []
+
+
+def fake_round(streams: int, ttft: float, span: float) -> RoundSample:
+    requests = [
+        RequestSample(
+            stream=s,
+            t_send=0.0,
+            t_first=ttft * (1 + s / 10),
+            t_last=ttft * (1 + s / 10) + span,
+            token_times=[ttft + span * i / 7 for i in range(8)],
+            prompt_tokens=128,
+            completion_tokens=8,
+        )
+        for s in range(streams)
+    ]
+    return RoundSample(streams, requests, 0.0, max(r.t_last for r in requests), {"ram_used_peak_mib": 900.0})
+
+
+def test_report_lines_are_the_rendered_record() -> None:
+    report = Report(server={"description": "fake", "url": "http://x", "cpus": "0"})
+    for ttft, span in ((0.5, 0.2), (0.4, 0.3), (0.6, 0.25)):
+        report.add_round(fake_round(1, ttft, span))
+        report.add_round(fake_round(3, ttft, span))
+    lines = report.lines()
+    assert lines == render_lines(report.to_record())
+    throughput = table(lines, "Throughput (tokens/s; median round of each concurrency)")
+    assert [row[:2] for row in throughput[1:]] == [["1", "3"], ["3", "3"]]
+    # The median round by decode aggregate (spans 0.2, 0.3, 0.25 -> decode 35, 23.3, 28): span 0.25.
+    assert throughput[1][3] == "28"
+    assert median_round(report.to_record()["concurrency"]["1"])["decode_aggregate_tps"] == pytest.approx(28)
+
+
+def test_merge_concatenates_rounds_per_concurrency_and_comparisons() -> None:
+    a, b = old_record(), new_record()
+    a["server"], a["workload"] = {}, {}
+    a["machine"] = {"hostname": "one"}
+    b["machine"] = {"hostname": "two"}
+    merged = merge_records([a, b])
+    assert sorted(merged["concurrency"]) == ["1", "4"]
+    assert len(merged["concurrency"]["1"]) == 4 and len(merged["concurrency"]["4"]) == 2
+    assert [c["label"] for c in merged["comparisons"]] == [
+        *(c["label"] for c in a["comparisons"]),
+        *(c["label"] for c in b["comparisons"]),
+    ]
+    assert merged["server"] == b["server"] and merged["workload"] == b["workload"]
+    assert merged["machine"] == {"hostname": "one"}
+    assert merged["merged_from"] == 2
+    assert table(render_lines(merged), "Throughput (tokens/s; median round of each concurrency)")[1][1] == "4"
+
+
+@given(
+    st.lists(
+        st.dictionaries(st.sampled_from(["1", "2", "4", "8"]), st.integers(0, 3), max_size=4),
+        min_size=1,
+        max_size=5,
+    )
+)
+@settings(max_examples=60, deadline=None)
+def test_merge_keeps_every_round_and_is_associative(shapes: list[dict[str, int]]) -> None:
+    records = [
+        {
+            "concurrency": {
+                k: [round_record(int(k), [1.0 * n], [2.0 * n]) for n in range(v)] for k, v in s.items()
+            }
+        }
+        for s in shapes
+    ]
+    merged = merge_records(records)
+    for key in ("1", "2", "4", "8"):
+        assert len(merged["concurrency"].get(key, [])) == sum(s.get(key, 0) for s in shapes)
+    split = merge_records([merge_records(records[:1]), merge_records(records[1:])])
+    assert split["concurrency"] == merged["concurrency"]
+
+
+def test_effects_svg_draws_one_dot_per_comparison_and_metric() -> None:
+    record = new_record()
+    record["server"]["description"] = "KT <DeepSeek> & friends"
+    svg = effects_svg(record)
+    root = ET.fromstring(svg)
+    dots = root.findall(f".//{SVG}circle[@class='dot']")
+    assert sorted(d.get("data-metric") for d in dots) == ["decode", "decode", "prefill", "prefill", "prefill"]
+    assert len(root.findall(f".//{SVG}line[@class='ci']")) == 5
+    texts = ["".join(t.itertext()) for t in root.iter(f"{SVG}text")]
+    assert any("KT <DeepSeek> & friends" in t for t in texts)
+    assert any(t.startswith("RAM streamed by a co-runner") and t.endswith("(4 streams)") for t in texts)
+    assert "0%" in texts and len(root.findall(f".//{SVG}line[@class='no-change']")) == 2
+    # The dot sits where its ratio says: -20% prefill lies left of the 0% line.
+    (zero, *_), spare_prefill = root.findall(f".//{SVG}line[@class='no-change']"), dots[0]
+    assert float(spare_prefill.get("cx")) < float(zero.get("x1"))
+
+
+def test_throughput_svg_has_a_bar_per_concurrency_and_metric() -> None:
+    root = ET.fromstring(throughput_svg(old_record()))
+    bars = root.findall(f".//{SVG}rect[@class='bar']")
+    assert sorted(b.get("data-metric") for b in bars) == ["decode", "decode", "prefill", "prefill"]
+    assert len(root.findall(f".//{SVG}line[@class='sum']")) == 2  # only the 4-stream rounds have a sum
+
+
+def test_write_plots_writes_only_plots_with_data(tmp_path: Path) -> None:
+    assert write_plots({"comparisons": [], "concurrency": {}}, tmp_path) == []
+    rounds_only = copy.deepcopy(old_record())
+    rounds_only["comparisons"] = []
+    assert write_plots(rounds_only, tmp_path) == [tmp_path / "throughput.svg"]
+    written = write_plots(new_record(), tmp_path / "sub")
+    assert [p.name for p in written] == ["effects.svg", "throughput.svg"]
+    for path in written:
+        ET.parse(path)
+
+
+@given(st.floats(-1e6, 1e6), st.floats(0, 1e6))
+@settings(max_examples=200, deadline=None)
+def test_nice_ticks_cover_the_range(lo: float, span: float) -> None:
+    ticks = nice_ticks(lo, lo + span)
+    assert ticks[0] <= lo + 1e-6 * max(1.0, abs(lo)) and ticks[-1] >= lo + span - 1e-6 * max(1.0, abs(lo))
+    assert 2 <= len(ticks) <= 12
+
+
+ROUNDS_TEST = """
+from pytest_ktinterf.samples import RequestSample, RoundSample
+
+def fake_round(streams):
+    reqs = [RequestSample(s, 0.0, 0.5, 0.8, [0.5, 0.8], 128, 2) for s in range(streams)]
+    return RoundSample(streams, reqs, 0.0, 0.8)
+
+def test_one(kt_report):
+    kt_report.add_round(fake_round({streams}))
+
+def test_two(kt_report):
+    kt_report.add_round(fake_round({streams}))
+"""
+
+
+def test_xdist_controller_prints_the_merged_report(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KTINTERF_STATE_DIR", str(tmp_path))
+    # The plugin loads through its entry point; its package must be importable from the
+    # subprocess's directory too, whether or not it is installed from this checkout.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    pytester.makepyfile(test_a=ROUNDS_TEST.format(streams=1), test_b=ROUNDS_TEST.format(streams=2))
+    result = pytester.runpytest_subprocess("-n", "2", "--dist", "loadfile", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4)
+    workers = sorted(p.name for p in (pytester.path / ".ktinterf").glob("report-gw*.json"))
+    assert workers == ["report-gw0.json", "report-gw1.json"]  # both workers measured something
+    result.stdout.fnmatch_lines(
+        [
+            "*ktinterf report*",
+            "Throughput (tokens/s; median round of each concurrency)",
+            "streams | rounds | prefill*",
+            "*",
+            "1       | 2      | 256 *",
+            "2       | 2      | 256+256 ≈ 512 (sum of streams); true aggregate 512 *",
+            "JSON record: *report.json",
+            "plots: *throughput.svg",
+        ]
+    )
+    merged = json.loads((pytester.path / ".ktinterf" / "report.json").read_text())
+    assert merged["merged_from"] == 2 and sorted(merged["concurrency"]) == ["1", "2"]
+    assert not (pytester.path / ".ktinterf" / "effects.svg").exists()
+
+
+def test_without_xdist_the_session_prints_its_own_report(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``pytest_testnodedown`` is an xdist hook: without xdist loaded it must not break the session."""
+    monkeypatch.setenv("KTINTERF_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    pytester.makepyfile(test_a=ROUNDS_TEST.format(streams=1))
+    result = pytester.runpytest_subprocess("-p", "no:xdist", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*ktinterf report*", "1       | 2      | 256 *", "plots: *throughput.svg"])
+    record = json.loads((pytester.path / ".ktinterf" / "report.json").read_text())
+    assert "merged_from" not in record and len(record["concurrency"]["1"]) == 2
