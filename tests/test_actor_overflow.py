@@ -54,8 +54,11 @@ def test_host_overflow_pushes_the_asked_amount_into_swap(swap_file, tmp_path):
             actor.check()
     evidence = actor.evidence()
     summary = monitor.summary()
-    assert 0.9 * GIB <= pushed <= 1.5 * GIB, f"swap use grew by {pushed / GIB:.2f} GiB, asked 1.0"
-    assert 0.9 * 1024 <= evidence["achieved"] <= 1.5 * 1024
+    # At least what was asked (the actor's promise). Above it the kernel decides: once the host
+    # is past its RAM it also swaps other idle processes (a session server, pytest itself), and
+    # 1.9 GiB was seen in a full suite run; more than 2.5 GiB would mean the grow loop overshot.
+    assert 0.9 * GIB <= pushed <= 2.5 * GIB, f"swap use grew by {pushed / GIB:.2f} GiB, asked 1.0"
+    assert 0.9 * 1024 <= evidence["achieved"] <= 2.5 * 1024
     assert evidence["swap_out_pages"] > 0  # pages (or huge pages) really went out
     assert summary["swap_out_pages"] > 0 and summary["swap_used_peak_mib"] >= 0.9 * 1024
     assert actor.child is not None and not actor.child.alive()
