@@ -14,6 +14,7 @@ from typing import Any
 import psutil
 import pytest
 
+from pytest_ktinterf.actors.cpu import core_set
 from pytest_ktinterf.actors.registry import ACTORS, CORES, check_params
 from pytest_ktinterf.compare import Comparison, Condition, Design
 from pytest_ktinterf.errors import KtInterfError
@@ -38,21 +39,17 @@ def skip_reason(spec: ConditionSpec, request: pytest.FixtureRequest) -> str | No
             "host RAM overflow needs swap to overflow into (add a swap file: fallocate, mkswap, "
             "swapon) or --kt-allow-host-overflow=yes; the contained overflow runs without it"
         )
-    if spec.actor == "ram_overflow" and params.get("mode", "contained") == "contained":
+    if spec.actor == "ram_overflow" and mode == "contained":
         server: ServerHandle = request.getfixturevalue("kt_server")
         if server.cgroup is None:
             why = server.meta.get("memory_cgroup")
             return f"contained RAM overflow: the server has no memory cgroup ({why})"
     cores = params.get(CORES)
     if isinstance(cores, str):
-        server = request.getfixturevalue("kt_server")
-        if not server.cpus():
-            return (
-                f"cores = {cores!r} needs the server's cores, unknown for an external server: start it "
-                "through the plugin (--kt-server-cmd) with --kt-server-cpus"
-            )
-        if cores == "spare" and not set(psutil.Process().cpu_affinity() or []) - set(server.cpus()):
-            return "no spare cores: the server is pinned to every core this session may use"
+        try:  # the same rule the actor fixtures apply: unknown or empty core sets cannot run here
+            core_set(cores, request.getfixturevalue("kt_server").cpus())
+        except KtInterfError as exc:
+            return f"cores = {cores!r}: {exc.line()}"
     return None
 
 

@@ -8,9 +8,9 @@ import psutil
 import pytest
 
 from pytest_ktinterf.actors.bandwidth import MemoryBandwidth, parse_stream_rates
-from pytest_ktinterf.actors.base import wait_for
 from pytest_ktinterf.machine_lock import measuring
 from pytest_ktinterf.monitor import ResourceMonitor
+from tests.monitoring import wait_for_samples
 
 CORE = min(os.sched_getaffinity(0))
 
@@ -36,12 +36,7 @@ def test_stream_workers_load_their_core_and_leave(tmp_path):
     with measuring():
         with MemoryBandwidth(cores=[CORE], log_dir=tmp_path) as actor:
             with ResourceMonitor(interval_s=0.1) as monitor:
-                wait_for(
-                    lambda: (len(monitor.snapshots) >= 12, f"{len(monitor.snapshots)} samples"),
-                    timeout_s=10,
-                    asked="a window of 12 monitor samples",
-                    fix="the monitor thread is stuck",
-                )
+                wait_for_samples(monitor)
             actor.check()
             workers = actor.child.tree()[1:]
             assert all(set(w.cpu_affinity()) == {CORE} for w in workers)

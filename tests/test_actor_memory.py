@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_ktinterf.actors.base import wait_for
 from pytest_ktinterf.actors.memory import GIB, RamFiller, plan_fill, proc_status_bytes
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.machine_lock import measuring
 from pytest_ktinterf.monitor import ResourceMonitor
+from tests.monitoring import wait_for_samples
 
 CORE = min(os.sched_getaffinity(0))
 
@@ -64,12 +64,7 @@ def test_leave_available_fills_until_that_much_is_left(machine, tmp_path):
 def test_active_filler_streams_through_its_memory_on_its_core(machine, tmp_path):
     with RamFiller(gib=0.5, active=True, cpus=[CORE], log_dir=tmp_path) as actor:
         with ResourceMonitor(interval_s=0.1) as monitor:
-            wait_for(
-                lambda: (len(monitor.snapshots) >= 12, f"{len(monitor.snapshots)} samples"),
-                timeout_s=10,
-                asked="a window of 12 monitor samples",
-                fix="the monitor thread is stuck",
-            )
+            wait_for_samples(monitor)
         actor.check()
     evidence = actor.evidence()
     assert monitor.per_core_cpu()[CORE] >= 90.0, "streaming should keep its core busy"
