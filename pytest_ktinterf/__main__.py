@@ -1,4 +1,4 @@
-"""``python -m pytest_ktinterf fetch``: get the embedded server's model and build llama-server."""
+"""``python -m pytest_ktinterf``: set-up commands (fetch, docker), preset help, reaping by hand."""
 
 from __future__ import annotations
 
@@ -11,19 +11,58 @@ from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.processes import reap_leftovers
 
 
+def _docker(cache: Path | None) -> None:
+    """An engine that answers (started here if need be) and the tools image on it."""
+    from pytest_ktinterf import docker_engine, image
+
+    client = docker_engine.start_local_daemon(assets.cache_dir() / "dockerd.log")
+    llama_server = assets.llama_server_path(cache)
+    if not llama_server.is_file():
+        raise KtInterfError(
+            f"llama-server is not built yet ({llama_server})", "run python -m pytest_ktinterf fetch first"
+        )
+    stress_ng = image.which_stress_ng()
+    if stress_ng is None:
+        print("note: stress-ng is not installed, so the image has no actors (apt-get install stress-ng)")
+    tag = image.build(client, llama_server, stress_ng)
+    print(f"image: {tag} (also {image.default_tag()})")
+
+
+def _presets(name: str | None) -> None:
+    from pytest_ktinterf.server import presets
+
+    for key in [name] if name else sorted(presets.PRESETS):
+        print(presets.describe(key))
+        print()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pytest_ktinterf")
     sub = parser.add_subparsers(dest="command", required=True)
     fetch = sub.add_parser("fetch", help="download the model and build llama-server into the cache")
     fetch.add_argument("--cache-dir", type=Path, default=None, help="default: $KTINTERF_CACHE or XDG cache")
-    sub.add_parser("reap", help="kill processes left by a crashed pytest-ktinterf session")
+    docker = sub.add_parser(
+        "docker",
+        help="make sure a Docker engine answers (as root, start dockerd --bridge=none --iptables=false "
+        "if none does) and import the pytest-ktinterf/tools image (llama-server, stress-ng) into it",
+    )
+    docker.add_argument("--cache-dir", type=Path, default=None, help="where fetch put llama-server")
+    show = sub.add_parser("presets", help="the KT server presets, their parameters and sources")
+    show.add_argument("name", nargs="?", default=None)
+    sub.add_parser("reap", help="kill processes and remove containers left by a crashed session")
     args = parser.parse_args(argv)
     try:
         if args.command == "fetch":
             server, model = assets.fetch(args.cache_dir)
             print(f"llama-server: {server}\nmodel:        {model}")
+        elif args.command == "docker":
+            _docker(args.cache_dir)
+        elif args.command == "presets":
+            _presets(args.name)
         else:
-            for line in reap_leftovers():
+            from pytest_ktinterf.docker_engine import reap_containers
+
+            for line in reap_leftovers() + reap_containers():
                 print(f"reaped {line}")
     except KtInterfError as exc:
         print(f"error: {exc.render()}", file=sys.stderr)

@@ -14,6 +14,8 @@ from typing import Any
 import psutil
 import pytest
 
+from pytest_ktinterf import docker_engine
+from pytest_ktinterf.actors.container import engine_cores, resolve_placement
 from pytest_ktinterf.actors.cpu import core_set
 from pytest_ktinterf.actors.registry import ACTORS, CORES, check_params
 from pytest_ktinterf.compare import Comparison, Condition, Design
@@ -44,10 +46,21 @@ def skip_reason(spec: ConditionSpec, request: pytest.FixtureRequest) -> str | No
         if server.cgroup is None:
             why = server.meta.get("memory_cgroup")
             return f"contained RAM overflow: the server has no memory cgroup ({why})"
+    in_containers = resolve_placement(options.actors_in, options.backend) == "docker"
+    host_only = spec.actor in ("corunner", "gpu_memory", "gpu_compute") or (
+        spec.actor == "ram_overflow" and mode == "host"
+    )
+    if in_containers and host_only:
+        return (
+            f"{spec.actor} runs only on this host, and the actors are placed on the Docker engine "
+            f"at {docker_engine.engine_address()} (--kt-actors-in={options.actors_in}); run pytest "
+            "on the engine's host to include this row"
+        )
     cores = params.get(CORES)
     if isinstance(cores, str):
         try:  # the same rule the actor fixtures apply: unknown or empty core sets cannot run here
-            core_set(cores, request.getfixturevalue("kt_server").cpus())
+            available = engine_cores(docker_engine.connect()) if in_containers else None
+            core_set(cores, request.getfixturevalue("kt_server").cpus(), available)
         except KtInterfError as exc:
             return f"cores = {cores!r}: {exc.line()}"
     return None
@@ -80,7 +93,10 @@ def run(request: pytest.FixtureRequest, spec: ConditionSpec, *, metrics: set[str
             design, min_pairs=min(design.min_pairs, options.max_pairs), max_pairs=options.max_pairs
         )
     streams = spec.streams or 1
-    if max(streams, spec.baseline_streams or 1) > options.parallel and options.backend == "embedded":
+    llama_default = options.backend == "embedded" or (
+        options.backend == "docker" and not options.docker_cmd and not options.preset
+    )
+    if max(streams, spec.baseline_streams or 1) > options.parallel and llama_default:
         raise KtInterfError(
             f"{spec.id}: {streams} streams asked, but the embedded server has {options.parallel} slots",
             "raise --kt-parallel or lower the condition's streams",

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
+from pytest_ktinterf.docker_engine import engine_is_local
 from pytest_ktinterf.errors import KtInterfError
 
-BACKENDS = ("embedded", "process", "external")
+BACKENDS = ("embedded", "process", "external", "docker")
 
 
 @dataclass(frozen=True)
@@ -28,13 +29,41 @@ class _Opt:
 
 
 _OPTIONS: tuple[_Opt, ...] = (
-    _Opt("backend", "server backend: embedded (default), process, external", None),
+    _Opt("backend", "server backend: embedded (default), process, external, docker", None),
     _Opt("url", "base URL of an already running OpenAI-compatible server (external backend)"),
     _Opt(
         "server-cmd",
         "command line that starts the server (process backend); '{port}' is replaced by a "
         "free port and the server is then expected at http://127.0.0.1:{port}",
     ),
+    _Opt(
+        "docker-image",
+        "image of the docker backend's server (default: the preset's image, else the local "
+        "pytest-ktinterf/tools image with llama-server; never pulled)",
+    ),
+    _Opt(
+        "docker-cmd",
+        "command the server container runs; '{port}' is replaced by a free port on the engine's "
+        "host network (default: the preset's command, else llama-server on the embedded model)",
+    ),
+    _Opt("docker-volumes", "volumes of the server container: 'HOST:CONTAINER[:ro|rw] ...'"),
+    _Opt("docker-env", "environment of the server container: 'KEY=VALUE ...'"),
+    _Opt("docker-gpus", "GPUs for the server container: all, or device ids '0,1' (default: none)"),
+    _Opt("docker-shm-size", "shared memory of the server container, e.g. 16g (default: the preset's)"),
+    _Opt(
+        "preset",
+        "a named server command line (KT's own flags; see python -m pytest_ktinterf presets): "
+        "kt-v0.2, kt-sglang; used by the docker backend, or by the process backend without "
+        "--kt-server-cmd",
+    ),
+    _Opt(
+        "actors-in",
+        "where the CPU and RAM actors run: host (this machine), docker (containers on the server's "
+        "Docker engine, pinned with cpuset), or auto (default: docker when the server runs on a "
+        "remote engine, DOCKER_HOST; else host)",
+        "auto",
+    ),
+    _Opt("preset-args", "the preset's parameters: 'key=value ...' (model_path=/models/DeepSeek-V3 ...)"),
     _Opt("server-port", "port the --kt-server-cmd server listens on when the command has no {port}"),
     _Opt("llama-server", "llama-server binary for the embedded backend", env="KTINTERF_LLAMA_SERVER"),
     _Opt("model", "GGUF model for the embedded backend", env="KTINTERF_MODEL"),
@@ -89,8 +118,12 @@ def add_options(parser: pytest.Parser) -> None:
         parser.addini(dest, help=opt.help, default=None)
 
 
-def parse_cpu_list(text: str, option: str = "--kt-server-cpus") -> list[int]:
-    """Parse the kernel's cpu-list syntax ('0-3,8') into sorted core numbers."""
+def parse_cpu_list(text: str, option: str = "--kt-server-cpus", check_available: bool = True) -> list[int]:
+    """Parse the kernel's cpu-list syntax ('0-3,8') into sorted core numbers.
+
+    ``check_available``: the cores must be ones this process may use (not so for the cores of a
+    remote Docker engine's host, which the engine checks itself).
+    """
     cores: set[int] = set()
     try:
         for part in text.replace(" ", "").split(","):
@@ -109,7 +142,7 @@ def parse_cpu_list(text: str, option: str = "--kt-server-cpus") -> list[int]:
             "write cores like '1' or '0-3,8'",
         ) from exc
     available = sorted(os.sched_getaffinity(0))
-    missing = sorted(cores - set(available))
+    missing = sorted(cores - set(available)) if check_available else []
     if not cores or missing:
         raise KtInterfError(
             f"{option}={text!r} names cores {missing or 'none'} that this process cannot use "
@@ -158,6 +191,16 @@ class Options:
     allow_host_overflow: bool = False
     profile: str = "auto"
     max_pairs: int | None = None
+    docker_image: str | None = None
+    docker_cmd: str | None = None
+    docker_volumes: str | None = None
+    docker_env: str | None = None
+    docker_gpus: str | None = None
+    docker_shm_size: str | None = None
+    preset: str | None = None
+    preset_args: str | None = None
+    server_cpus_given: bool = False
+    actors_in: str = "auto"
 
 
 options_key = pytest.StashKey[Options]()  # where plugin.py keeps the resolved options
@@ -208,23 +251,44 @@ def _yes_no(name: str, value: str | None) -> bool:
     raise KtInterfError(f"--kt-{name}={value!r} is not valid", "give yes or no")
 
 
+def _choice(name: str, value: str | None, choices: tuple[str, ...]) -> str:
+    text = (value or choices[0]).strip().lower()
+    if text not in choices:
+        raise KtInterfError(f"--kt-{name}={value!r} is not valid", f"give one of {', '.join(choices)}")
+    return text
+
+
 def from_config(config: pytest.Config) -> Options:
     """Resolve and validate all options from a pytest config."""
     raw = {opt.name: _raw(config, opt) for opt in _OPTIONS}
-    backend = raw["backend"] or ("external" if raw["url"] else "process" if raw["server-cmd"] else "embedded")
+    backend = raw["backend"] or (
+        "external"
+        if raw["url"]
+        else "process"
+        if raw["server-cmd"]
+        else "docker"
+        if raw["docker-image"] or raw["docker-cmd"] or raw["preset"]
+        else "embedded"
+    )
     if backend not in BACKENDS:
         raise KtInterfError(f"--kt-backend={backend!r} is unknown", f"use one of {', '.join(BACKENDS)}")
     if backend == "external" and not raw["url"]:
         raise KtInterfError("--kt-backend=external needs a URL", "pass --kt-url http://HOST:PORT")
-    if backend == "process" and not raw["server-cmd"]:
+    if backend == "process" and not raw["server-cmd"] and not raw["preset"]:
         raise KtInterfError(
-            "--kt-backend=process needs a command", "pass --kt-server-cmd 'your server --port {port}'"
+            "--kt-backend=process needs a command",
+            "pass --kt-server-cmd 'your server --port {port}' or --kt-preset NAME",
         )
     api = raw["api"] or "chat"
     if api not in ("chat", "completions"):
         raise KtInterfError(f"--kt-api={api!r} is unknown", "use chat or completions")
     cpus_text = raw["server-cpus"]
-    cpus = parse_cpu_list(cpus_text) if cpus_text else [max(os.sched_getaffinity(0))]
+    remote_engine = backend == "docker" and not engine_is_local()  # its cores are not ours to check
+    cpus = (
+        parse_cpu_list(cpus_text, check_available=not remote_engine)
+        if cpus_text
+        else [max(os.sched_getaffinity(0))]
+    )
     return Options(
         backend=backend,
         url=raw["url"].rstrip("/") if raw["url"] else None,
@@ -248,4 +312,14 @@ def from_config(config: pytest.Config) -> Options:
         allow_host_overflow=_yes_no("allow-host-overflow", raw["allow-host-overflow"]),
         profile=raw["profile"] or "auto",
         max_pairs=_int("max-pairs", raw["max-pairs"], minimum=6),
+        docker_image=raw["docker-image"],
+        docker_cmd=raw["docker-cmd"],
+        docker_volumes=raw["docker-volumes"],
+        docker_env=raw["docker-env"],
+        docker_gpus=raw["docker-gpus"],
+        docker_shm_size=raw["docker-shm-size"],
+        preset=raw["preset"],
+        preset_args=raw["preset-args"],
+        server_cpus_given=cpus_text is not None,
+        actors_in=_choice("actors-in", raw["actors-in"], ("auto", "host", "docker")),
     )

@@ -17,10 +17,18 @@ import httpx
 import psutil
 import pytest
 
-from pytest_ktinterf import assets
+from pytest_ktinterf import assets, docker_engine
 from pytest_ktinterf import options as options_mod
 from pytest_ktinterf.actors.bandwidth import MemoryBandwidth
 from pytest_ktinterf.actors.base import Actor
+from pytest_ktinterf.actors.container import (
+    ContainerCpuStress,
+    ContainerMemoryBandwidth,
+    ContainerRamFiller,
+    engine_cores,
+    engine_meminfo,
+    resolve_placement,
+)
 from pytest_ktinterf.actors.corunner import CoRunner
 from pytest_ktinterf.actors.cpu import CpuStress, core_set
 from pytest_ktinterf.actors.gpu import GpuCompute, GpuMemoryHog, gpu_unavailable_reason
@@ -28,6 +36,7 @@ from pytest_ktinterf.actors.memory import RamFiller
 from pytest_ktinterf.actors.overflow import ContainedOverflow, HostOverflow
 from pytest_ktinterf.collect import ExperimentFile, is_experiment_file
 from pytest_ktinterf.compare import Comparison, Condition, Design, compare, measure_monitored
+from pytest_ktinterf.docker_engine import reap_containers
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.expectations import Expectation
 from pytest_ktinterf.interfere import VerdictFailure, raise_for_verdicts, spec_from_call
@@ -72,7 +81,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """Reap what a crashed or killed earlier session left running."""
     if _is_xdist_worker(session.config):
         return
-    reaped = reap_leftovers()
+    reaped = reap_leftovers() + reap_containers()
     writer = session.config.get_terminal_writer()
     for line in reaped:
         writer.line(f"ktinterf: reaped leftover {line} from a session that died", yellow=True)
@@ -287,12 +296,32 @@ def kt_measure(
 CoreSpec = list[int] | str
 
 
-def _cores(spec: CoreSpec, request: pytest.FixtureRequest) -> list[int]:
-    """A core list as given, or 'server' / 'spare' derived from the running server's affinity."""
+def _cores(spec: CoreSpec, request: pytest.FixtureRequest, engine: Any = None) -> list[int]:
+    """A core list as given, or 'server' / 'spare' derived from the running server's affinity.
+
+    With ``engine`` (actors in containers) the spare cores are the engine host's, not ours.
+    """
     if isinstance(spec, str):
         server: ServerHandle = request.getfixturevalue("kt_server")
-        return core_set(spec, server.cpus())
+        return core_set(spec, server.cpus(), engine_cores(engine) if engine is not None else None)
     return list(spec)
+
+
+def _engine_for_actors(options: Options) -> Any:
+    """The Docker engine client when actors run as containers there (``--kt-actors-in``), else None."""
+    if resolve_placement(options.actors_in, options.backend) == "host":
+        return None
+    return docker_engine.connect()
+
+
+def _host_only(options: Options, actor: str) -> None:
+    """Actors that cannot run in a container refuse, rather than load the wrong machine."""
+    if resolve_placement(options.actors_in, options.backend) == "docker":
+        raise KtInterfError(
+            f"the {actor} actor runs only on this host, and actors are placed in containers on the "
+            f"Docker engine (--kt-actors-in={options.actors_in}, engine {docker_engine.engine_address()})",
+            "run pytest on the engine's host, or pass --kt-actors-in host to load this host anyway",
+        )
 
 
 @contextlib.contextmanager
@@ -316,15 +345,17 @@ def kt_cpu_stress(kt_options: Options, kt_log_dir: Path, request: pytest.Fixture
     with _stopping_all() as made:
 
         def make(cores: CoreSpec, load_percent: int | None = None, workers_per_core: int = 1) -> CpuStress:
-            chosen = _cores(cores, request)
-            actor = CpuStress(
-                cores=chosen,
-                load_percent=load_percent,
-                workers_per_core=workers_per_core,
-                stress_ng=kt_options.stress_ng,
-                log_dir=kt_log_dir,
-                name=f"cpu-stress[{format_cpu_list(chosen)}]",
-            )
+            engine = _engine_for_actors(kt_options)
+            chosen = _cores(cores, request, engine)
+            settings: dict[str, Any] = {
+                "cores": chosen,
+                "load_percent": load_percent,
+                "workers_per_core": workers_per_core,
+                "stress_ng": kt_options.stress_ng,
+                "log_dir": kt_log_dir,
+                "name": f"cpu-stress[{format_cpu_list(chosen)}]",
+            }
+            actor = CpuStress(**settings) if engine is None else ContainerCpuStress(client=engine, **settings)
             made.append(actor)
             return actor
 
@@ -339,14 +370,19 @@ def kt_memory_bandwidth(
     with _stopping_all() as made:
 
         def make(cores: CoreSpec = "spare", workers_per_core: int = 1) -> MemoryBandwidth:
-            chosen = _cores(cores, request)
-            actor = MemoryBandwidth(
-                cores=chosen,
-                workers_per_core=workers_per_core,
-                stress_ng=kt_options.stress_ng,
-                log_dir=kt_log_dir,
-                name=f"memory-bandwidth[{format_cpu_list(chosen)}]",
-            )
+            engine = _engine_for_actors(kt_options)
+            chosen = _cores(cores, request, engine)
+            settings: dict[str, Any] = {
+                "cores": chosen,
+                "workers_per_core": workers_per_core,
+                "stress_ng": kt_options.stress_ng,
+                "log_dir": kt_log_dir,
+                "name": f"memory-bandwidth[{format_cpu_list(chosen)}]",
+            }
+            if engine is None:
+                actor = MemoryBandwidth(**settings)
+            else:
+                actor = ContainerMemoryBandwidth(client=engine, **settings)
             made.append(actor)
             return actor
 
@@ -377,7 +413,11 @@ def kt_ram_filler(
             mlock: bool = False,
             cores: CoreSpec | None = None,
             fraction_of_available: float | None = None,
-        ) -> RamFiller:
+        ) -> RamFiller | ContainerRamFiller:
+            engine = _engine_for_actors(kt_options)
+            if engine is not None:
+                return made_in_container(engine, gib, leave_available_gib, active, mlock, cores,
+                                         fraction_of_available)  # fmt: skip
             if fraction_of_available is not None:  # sized when the actor is made, i.e. per trial
                 gib = fraction_of_available * psutil.virtual_memory().available / 2**30
             actor = RamFiller(
@@ -391,6 +431,37 @@ def kt_ram_filler(
                 progress=_say(pytestconfig),
                 name="ram-filler-active" if active else "ram-filler-idle",
             )
+            made.append(actor)
+            return actor
+
+        def made_in_container(
+            engine: Any,
+            gib: float | None,
+            leave_available_gib: float | None,
+            active: bool,
+            mlock: bool,
+            cores: CoreSpec | None,
+            fraction_of_available: float | None,
+        ) -> ContainerRamFiller:
+            if mlock:
+                raise KtInterfError(
+                    "ram_filler mlock=true cannot be used in a container on the Docker engine",
+                    "drop mlock, or run the filler on this host with --kt-actors-in host",
+                )
+            actor = ContainerRamFiller(
+                gib=gib,
+                leave_available_gib=leave_available_gib,
+                active=active,
+                cpus=None if cores is None else _cores(cores, request, engine),
+                reserve_bytes=_reserve_bytes(kt_options),
+                client=engine,
+                log_dir=kt_log_dir,
+                progress=_say(pytestconfig),
+                name="ram-filler-active" if active else "ram-filler-idle",
+            )
+            if fraction_of_available is not None:  # of the engine host's memory, per trial
+                available = engine_meminfo(engine, actor.image)["MemAvailable"]
+                actor.gib = fraction_of_available * available / 2**30
             made.append(actor)
             return actor
 
@@ -425,6 +496,7 @@ def kt_ram_overflow(
                     limit_mib=limit_mib,
                 )
             elif mode == "host":
+                _host_only(kt_options, "host RAM overflow")
                 actor = HostOverflow(
                     overflow_gib=overflow_gib,
                     allow_without_swap=kt_options.allow_host_overflow,
@@ -459,6 +531,7 @@ def kt_corunner(
             busy: bool = True,
             url: str | None = None,
         ) -> CoRunner:
+            _host_only(kt_options, "co-runner")
             cpus = _cores(cores, request)
             say = _say(pytestconfig)
             if argv is None:
@@ -479,20 +552,21 @@ def kt_corunner(
         yield make
 
 
-def _require_gpu() -> None:
+def _require_gpu(options: Options) -> None:
     """GPU experiments skip, with the reason, where there is no usable GPU (never fail or fake)."""
+    _host_only(options, "GPU")
     reason = gpu_unavailable_reason()
     if reason is not None:
         pytest.skip(f"needs a usable NVIDIA GPU: {reason}")
 
 
 @pytest.fixture
-def kt_gpu_memory(kt_log_dir: Path) -> Iterator[Any]:
+def kt_gpu_memory(kt_log_dir: Path, kt_options: Options) -> Iterator[Any]:
     """``kt_gpu_memory(gib, device=0)`` -> a child holding ``gib`` GiB of device memory (NVML-proven).
 
     The report's "co-runner holds VRAM, idle" row. Refuses more than the free VRAM.
     """
-    _require_gpu()
+    _require_gpu(kt_options)
     with _stopping_all() as made:
 
         def make(gib: float, device: int = 0) -> GpuMemoryHog:
@@ -504,12 +578,12 @@ def kt_gpu_memory(kt_log_dir: Path) -> Iterator[Any]:
 
 
 @pytest.fixture
-def kt_gpu_compute(kt_log_dir: Path) -> Iterator[Any]:
+def kt_gpu_compute(kt_log_dir: Path, kt_options: Options) -> Iterator[Any]:
     """``kt_gpu_compute(duty_percent=100, device=0)`` -> matrix products at a duty cycle (NVML-proven).
 
     The report's "co-runner computes on the GPU" row.
     """
-    _require_gpu()
+    _require_gpu(kt_options)
     with _stopping_all() as made:
 
         def make(duty_percent: int = 100, device: int = 0) -> GpuCompute:

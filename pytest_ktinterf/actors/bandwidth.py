@@ -41,7 +41,7 @@ class MemoryBandwidth(CpuStress):
         record = super().evidence()
         record["kind"] = "memory-bandwidth"
         rates = None
-        if self.child is not None and not self.child.alive():
+        if self.finished():
             try:
                 rates = parse_stream_rates(self.log_path.read_text(errors="replace"))
             except OSError:

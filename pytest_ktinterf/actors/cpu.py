@@ -97,13 +97,46 @@ class CpuStress(Actor):
             share = min(share, 0.8 * self.load_percent / 100)
         return share
 
+    # -- where the workers run: here as a process group (overridden for containers) ---------
+
+    def _binary(self) -> str:
+        binary = shutil.which(self.stress_ng)
+        if binary is None:
+            raise KtInterfError(
+                f"stress-ng not found (--kt-stress-ng={self.stress_ng})",
+                "install it (apt-get install stress-ng) or pass --kt-stress-ng /path/to/stress-ng",
+            )
+        return binary
+
+    def _launch(self, argv: list[str]) -> None:
+        self.child = spawn(argv, name=self.name, log_path=self.log_path, cpus=self.cores)
+
+    def _running(self) -> bool:
+        return self.child is not None and self.child.alive()
+
+    def _exit_code(self) -> int | None:
+        return self.child.popen.returncode if self.child is not None else None
+
+    def _log_tail(self) -> str:
+        return self.child.log_tail() if self.child is not None else ""
+
     def _workers_procs(self) -> list[psutil.Process]:
         assert self.child is not None
         return [p for p in self.child.tree()[1:] if p.status() != psutil.STATUS_ZOMBIE]
 
-    def _cpu_seconds(self, procs: list[psutil.Process]) -> float:
+    def _live_workers(self) -> int:
+        return len(self._workers_procs())
+
+    def _cpu_clock(self) -> tuple[float, float]:
+        """(CPU seconds the workers have used so far, when that was read), for shares of a core.
+
+        The time is the reader's: a container's engine samples on its own clock and schedule.
+        """
+        return self._cpu_seconds(), time.monotonic()
+
+    def _cpu_seconds(self) -> float:
         total = 0.0
-        for proc in procs:
+        for proc in self._workers_procs():
             try:
                 times = proc.cpu_times()
                 total += times.user + times.system
@@ -111,53 +144,8 @@ class CpuStress(Actor):
                 continue
         return total
 
-    def _start(self) -> None:
-        if not self.cores:
-            raise KtInterfError("CPU stress actor asked for no cores", "pass a non-empty core list")
-        binary = shutil.which(self.stress_ng)
-        if binary is None:
-            raise KtInterfError(
-                f"stress-ng not found (--kt-stress-ng={self.stress_ng})",
-                "install it (apt-get install stress-ng) or pass --kt-stress-ng /path/to/stress-ng",
-            )
-        self.child = spawn(
-            self.argv(binary),
-            name=self.name,
-            log_path=self.log_path,
-            cpus=self.cores,
-        )
-        deadline = time.monotonic() + self.start_timeout_s
-        measured = "no workers yet"
-        while time.monotonic() < deadline:
-            if not self.child.alive():
-                raise KtInterfError(
-                    f"stress-ng exited with code {self.child.popen.returncode} at start",
-                    "check the stress-ng arguments in the log tail below",
-                    detail=self.child.log_tail(),
-                )
-            procs = self._workers_procs()
-            if len(procs) >= self.workers:
-                cpu0, t0 = self._cpu_seconds(procs), time.monotonic()
-                time.sleep(0.5)
-                share = (self._cpu_seconds(procs) - cpu0) / (time.monotonic() - t0) / self.workers
-                measured = f"{len(procs)} workers at {share:.0%} of a core each"
-                if share >= self._expected_share():
-                    self._check_affinity(procs)
-                    self._cpu_at_start = self._cpu_seconds(procs)
-                    self._wall_at_start = time.monotonic()
-                    return
-            else:
-                time.sleep(0.1)
-        raise KtInterfError(
-            f"{self.name} on cores {format_cpu_list(self.cores)} asked for {self.workers} workers at "
-            f">= {self._expected_share():.0%} of a core each; measured {measured} after "
-            f"{self.start_timeout_s:.0f} s",
-            "the cores may be busy with higher-priority work or the machine is throttled",
-            detail=self.child.log_tail(),
-        )
-
-    def _check_affinity(self, procs: list[psutil.Process]) -> None:
-        for proc in procs:
+    def _check_pinning(self) -> None:
+        for proc in self._workers_procs():
             allowed = set(proc.cpu_affinity() or [])
             if not allowed <= set(self.cores):
                 raise KtInterfError(
@@ -166,25 +154,68 @@ class CpuStress(Actor):
                     "this stress-ng ignores --taskset; use a newer stress-ng",
                 )
 
+    def _halt(self) -> None:
+        if self.child is not None:
+            terminate(self.child)
+
+    def finished(self) -> bool:
+        """True once stress-ng has exited and its log (with its final metrics) is complete."""
+        return self.child is not None and not self.child.alive()
+
+    # -- the pressure, proven the same way wherever it runs ------------------------------------
+
+    def _start(self) -> None:
+        if not self.cores:
+            raise KtInterfError("CPU stress actor asked for no cores", "pass a non-empty core list")
+        self._launch(self.argv(self._binary()))
+        deadline = time.monotonic() + self.start_timeout_s
+        measured = "no workers yet"
+        while time.monotonic() < deadline:
+            if not self._running():
+                raise KtInterfError(
+                    f"stress-ng exited with code {self._exit_code()} at start",
+                    "check the stress-ng arguments in the log tail below",
+                    detail=self._log_tail(),
+                )
+            workers = self._live_workers()
+            if workers >= self.workers:
+                cpu0, t0 = self._cpu_clock()
+                time.sleep(0.5)
+                cpu1, t1 = self._cpu_clock()
+                share = (cpu1 - cpu0) / (t1 - t0) / self.workers if t1 > t0 else 0.0
+                measured = f"{workers} workers at {share:.0%} of a core each"
+                if share >= self._expected_share():
+                    self._check_pinning()
+                    self._cpu_at_start, self._wall_at_start = cpu1, t1
+                    return
+            else:
+                time.sleep(0.1)
+        raise KtInterfError(
+            f"{self.name} on cores {format_cpu_list(self.cores)} asked for {self.workers} workers at "
+            f">= {self._expected_share():.0%} of a core each; measured {measured} after "
+            f"{self.start_timeout_s:.0f} s",
+            "the cores may be busy with higher-priority work or the machine is throttled",
+            detail=self._log_tail(),
+        )
+
     def achieved_share(self) -> float:
         """Mean share of a core each worker got since pressure was established (until stop)."""
         if self._final_share is not None:
             return self._final_share
-        if self.child is None or not self._wall_at_start:
+        if not self._wall_at_start or not self._running():
             return 0.0
-        procs = self._workers_procs()
-        wall = time.monotonic() - self._wall_at_start
-        used = self._cpu_seconds(procs) - self._cpu_at_start
-        return used / wall / self.workers if wall > 0 else 0.0
+        used, now = self._cpu_clock()
+        wall = now - self._wall_at_start
+        return (used - self._cpu_at_start) / wall / self.workers if wall > 0 else 0.0
 
     def check(self) -> None:
-        if self.child is None or not self.child.alive():
+        if not self._running():
             raise KtInterfError(
                 f"{self.name} (stress-ng) died during the measurement window",
                 "see its log; a verdict without the pressure would be meaningless",
-                detail=self.child.log_tail() if self.child else "",
+                detail=self._log_tail(),
             )
-        alive = len(self._workers_procs())
+        alive = self._live_workers()
         share = self.achieved_share()
         if alive < self.workers or share < self._expected_share():
             raise KtInterfError(
@@ -208,7 +239,6 @@ class CpuStress(Actor):
         }
 
     def _stop(self) -> None:
-        if self.child is not None:
-            if self._final_share is None and self.child.alive():
-                self._final_share = self.achieved_share()
-            terminate(self.child)
+        if self._final_share is None and self._running():
+            self._final_share = self.achieved_share()
+        self._halt()

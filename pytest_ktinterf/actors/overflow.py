@@ -24,6 +24,7 @@ from pytest_ktinterf.actors.memory import GIB, MIB, TOLERANCE, RamFiller, defaul
 from pytest_ktinterf.cgroups import MemoryCgroup
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.monitor import vmstat
+from pytest_ktinterf.server.base import LimitableMemory
 
 
 def plan_host_overflow(
@@ -70,7 +71,7 @@ class ContainedOverflow(Actor):
     really were re-read from disk. ``stop()`` lifts the limit again.
     """
 
-    cgroup: MemoryCgroup | None = None
+    cgroup: MemoryCgroup | LimitableMemory | None = None
     why_no_cgroup: str = "the server was not started by the plugin"
     working_set_fraction: float = 0.5
     limit_mib: float | None = None

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
 from pytest_ktinterf import assets
 from pytest_ktinterf.options import Options
-from pytest_ktinterf.server.base import Say, ServerHandle
+from pytest_ktinterf.server.base import Say, ServerHandle, free_port
 from pytest_ktinterf.server.embedded import embedded_server
 from pytest_ktinterf.server.external import external_server
 from pytest_ktinterf.server.process import process_server
@@ -22,10 +23,12 @@ def open_server(options: Options, log_dir: Path, say: Say | None = None) -> Iter
     if options.backend == "external":
         assert options.url is not None
         yield external_server(options.url)
+    elif options.backend == "docker":
+        with _docker(options, log_dir, say) as handle:
+            yield handle
     elif options.backend == "process":
-        assert options.server_cmd is not None
         with process_server(
-            options.server_cmd,
+            options.server_cmd or _preset_command(options),
             port=options.server_port,
             cpus=options.server_cpus,
             log_dir=log_dir,
@@ -46,3 +49,64 @@ def open_server(options: Options, log_dir: Path, say: Say | None = None) -> Iter
             say=say,
         ) as handle:
             yield handle
+
+
+def _preset_command(options: Options, port: str = "{port}") -> str:
+    """The preset's command line as one string, ``{port}`` left for the backend to fill."""
+    from pytest_ktinterf.server import presets
+
+    assert options.preset is not None
+    values = presets.parse_preset_args(shlex.split(options.preset_args or ""))
+    argv = presets.preset_command(options.preset, values, port=PORT_SLOT, max_tokens=options.max_tokens)
+    return " ".join(port if word == str(PORT_SLOT) else shlex.quote(word) for word in argv)
+
+
+PORT_SLOT = 65531  # a number presets accept as a port; the argv word that is exactly it becomes "{port}"
+
+
+@contextlib.contextmanager
+def _docker(options: Options, log_dir: Path, say: Say | None) -> Iterator[ServerHandle]:
+    """The docker backend with the options' image, command or preset, volumes, GPUs."""
+    from pytest_ktinterf.docker_engine import engine_is_local
+    from pytest_ktinterf.server.docker import docker_server, parse_environment, parse_volumes
+
+    image, command, shm_size, gpus = (
+        options.docker_image,
+        options.docker_cmd,
+        options.docker_shm_size,
+        options.docker_gpus,
+    )
+    found = None
+    workdir = None
+    if options.preset is not None:
+        from pytest_ktinterf.server import presets
+
+        preset = presets.PRESETS.get(options.preset)
+        command = command or _preset_command(options)
+        if preset is not None:
+            image = image or preset.image
+            shm_size = shm_size or preset.shm_size
+            gpus = gpus or ("all" if preset.needs_gpu else None)
+            workdir = preset.workdir
+    elif command is None:
+        found = assets.resolve(options.llama_server, options.model)
+    cpus = options.server_cpus if (engine_is_local() or options.server_cpus_given) else None
+    with docker_server(
+        image=image,
+        command=command,
+        assets=found,
+        cpus=cpus,
+        threads=options.server_threads,
+        parallel=options.parallel,
+        context_per_slot=options.prompt_tokens + options.max_tokens + 64,
+        log_dir=log_dir,
+        ready_timeout=options.ready_timeout,
+        environment=parse_environment(options.docker_env),
+        volumes=parse_volumes(options.docker_volumes),
+        gpus=gpus,
+        shm_size=shm_size,
+        workdir=workdir,
+        say=say,
+        port=free_port(),
+    ) as handle:
+        yield handle

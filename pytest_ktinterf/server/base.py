@@ -2,7 +2,9 @@
 
 A backend is a context manager that yields a :class:`ServerHandle`; the rest of the plugin only
 sees the handle's URL, the processes to watch (none for an external server) and a log tail for
-error messages. Docker arrives later as one more backend with the same shape.
+error messages. The docker backend hands out the same shape: its "processes" are the
+container's (seen from the host when the engine is local) and its memory limit is set through
+the engine's API rather than a cgroup file.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import httpx
 import psutil
@@ -22,6 +25,26 @@ from pytest_ktinterf.processes import Child
 Say = Callable[[str], None]
 
 
+class LimitableMemory(Protocol):
+    """What the contained-overflow actor needs of the memory around a server.
+
+    A :class:`MemoryCgroup` (servers we start as processes) or a container's memory seen through
+    the engine's API (``server/docker.py``), so the actor works on a remote engine too.
+    """
+
+    version: int | str
+
+    @property
+    def path(self) -> object: ...
+    def pids(self) -> list[int]: ...
+    def usage(self) -> int: ...
+    def anon(self) -> int: ...
+    def file_pages(self) -> int: ...
+    def major_faults(self) -> int: ...
+    def set_limit(self, limit: int) -> None: ...
+    def unlimit(self) -> None: ...
+
+
 @dataclass
 class ServerHandle:
     """A reachable OpenAI-compatible server."""
@@ -30,24 +53,31 @@ class ServerHandle:
     backend: str
     description: str
     child: Child | None = None
-    cgroup: MemoryCgroup | None = None
+    cgroup: MemoryCgroup | LimitableMemory | None = None
     meta: dict[str, object] = field(default_factory=dict)
+    tree: Callable[[], list[psutil.Process]] | None = None  # for servers that are not our child
+    tail: Callable[[int], str] | None = None
+    pinned: list[int] | None = None  # cores it was pinned to, where its processes cannot be seen
 
     def processes(self) -> list[psutil.Process]:
-        """The server's process tree (empty when we did not start it)."""
+        """The server's process tree (empty when we cannot see it: external, remote engine)."""
+        if self.tree is not None:
+            return self.tree()
         return self.child.tree() if self.child else []
 
     def cpus(self) -> list[int] | None:
-        """The cores the server actually runs on, read from the OS, or None if unknown."""
+        """The cores the server actually runs on, read from the OS; else as pinned, or None."""
         procs = self.processes()
         if not procs:
-            return None
+            return self.pinned
         try:
             return sorted(procs[0].cpu_affinity() or [])
         except psutil.Error:
             return None
 
     def log_tail(self, lines: int = 30) -> str:
+        if self.tail is not None:
+            return self.tail(lines)
         return self.child.log_tail(lines) if self.child else "(server not started by pytest-ktinterf)"
 
 
@@ -80,8 +110,16 @@ def wait_ready(
     child: Child | None = None,
     say: Say | None = None,
     what: str = "server",
+    died: Callable[[], str | None] | None = None,
+    tail: Callable[[], str] | None = None,
 ) -> None:
-    """Poll until ready; fail fast if the child exits; report progress every 10 s."""
+    """Poll until ready; fail fast if the child exits; report progress every 10 s.
+
+    ``died`` (for servers that are not our child, e.g. a container) returns why the server is
+    gone, or None while it runs; ``tail`` gives its log tail for the error.
+    """
+    if tail is None:
+        tail = child.log_tail if child is not None else (lambda: "")
     started = time.monotonic()
     deadline = started + timeout_s
     last_state = "no answer yet"
@@ -93,7 +131,14 @@ def wait_ready(
                 raise KtInterfError(
                     f"{what} exited with code {code} before it became ready (log: {child.log_path})",
                     "check the server command, model path and port in the log tail below",
-                    detail=child.log_tail(),
+                    detail=tail(),
+                )
+            gone = died() if died is not None else None
+            if gone is not None:
+                raise KtInterfError(
+                    f"{what} {gone} before it became ready",
+                    "check the image, command, model path and port in the log tail below",
+                    detail=tail(),
                 )
             try:
                 ready, last_state = _ready_once(client, url)
@@ -106,7 +151,7 @@ def wait_ready(
                 raise KtInterfError(
                     f"{what} at {url} not ready after {timeout_s:.0f} s (last: {last_state})",
                     "raise --kt-ready-timeout if the model is large, or check the log tail below",
-                    detail=child.log_tail() if child else "",
+                    detail=tail(),
                 )
             if say is not None and now >= next_note:
                 say(f"waiting for {what} at {url}: {now - started:.0f} s / {timeout_s:.0f} s ({last_state})")
