@@ -29,6 +29,7 @@ from typing import Any
 import psutil
 
 from pytest_ktinterf.errors import KtInterfError
+from pytest_ktinterf.processes import tail_of
 
 LABEL = "pytest-ktinterf"  # present on everything we create; the value is the role
 OWNER_HOST = "pytest-ktinterf.owner-host"
@@ -175,10 +176,16 @@ def removing(container: Any) -> Iterator[Any]:
 
 
 class LogPump:
-    """Copies the container's output into a log file as it comes, for tails and post-mortems."""
+    """Copies a started container's output into a log file as it comes, for tails and post-mortems.
+
+    Create it after ``container.start()``: a follow stream opened on a container that is not
+    running yet ends at once, empty. The stream ends when the container does, so a caller that
+    knows the container has exited asks for ``tail(drain=True)`` to get its last words.
+    """
 
     def __init__(self, container: Any, path: Path) -> None:
         self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
         self._thread = threading.Thread(target=self._run, args=(container,), daemon=True)
         self._thread.start()
 
@@ -188,13 +195,10 @@ class LogPump:
                 out.write(chunk)
                 out.flush()
 
-    def tail(self, lines: int = 30) -> str:
-        try:
-            data = self.path.read_bytes()[-64 * 1024 :]
-        except OSError:
-            return "(no log)"
-        text = data.decode("utf-8", errors="replace").rstrip()
-        return "\n".join(text.splitlines()[-lines:]) or "(log is empty)"
+    def tail(self, lines: int = 30, *, drain: bool = False) -> str:
+        if drain:
+            self.join()
+        return tail_of(self.path, lines)
 
     def join(self, timeout_s: float = 5.0) -> None:
         self._thread.join(timeout_s)

@@ -443,15 +443,11 @@ def kt_ram_filler(
             cores: CoreSpec | None,
             fraction_of_available: float | None,
         ) -> ContainerRamFiller:
-            if mlock:
-                raise KtInterfError(
-                    "ram_filler mlock=true cannot be used in a container on the Docker engine",
-                    "drop mlock, or run the filler on this host with --kt-actors-in host",
-                )
             actor = ContainerRamFiller(
                 gib=gib,
                 leave_available_gib=leave_available_gib,
                 active=active,
+                mlock=mlock,
                 cpus=None if cores is None else _cores(cores, request, engine),
                 reserve_bytes=_reserve_bytes(kt_options),
                 client=engine,

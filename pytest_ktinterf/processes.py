@@ -48,6 +48,16 @@ def _child_setup(cpus: Sequence[int] | None, cgroup: Path | None) -> None:
         os.sched_setaffinity(0, set(cpus))
 
 
+def tail_of(path: Path, lines: int = 30) -> str:
+    """The last ``lines`` lines of a log file, for error messages."""
+    try:
+        data = path.read_bytes()[-64 * 1024 :]
+    except OSError:
+        return "(no log)"
+    text = data.decode("utf-8", errors="replace").rstrip()
+    return "\n".join(text.splitlines()[-lines:]) or "(log is empty)"
+
+
 @dataclass
 class Child:
     """A started process group and where its output goes."""
@@ -66,12 +76,7 @@ class Child:
 
     def log_tail(self, lines: int = 30) -> str:
         """Last lines of the child's combined stdout/stderr."""
-        try:
-            data = self.log_path.read_bytes()[-64 * 1024 :]
-        except OSError:
-            return "(no log)"
-        text = data.decode("utf-8", errors="replace").rstrip()
-        return "\n".join(text.splitlines()[-lines:]) or "(log is empty)"
+        return tail_of(self.log_path, lines)
 
     def tree(self) -> list[psutil.Process]:
         """The child and all its descendants that are still alive."""

@@ -216,3 +216,11 @@ def test_actor_container_is_labelled_for_the_reaper(engine, tmp_path):
     finally:
         started.remove()
     assert started.removed and "label-check" not in " ".join(actor_containers(engine))
+
+
+def test_ram_filler_container_refuses_mlock_before_starting_anything(engine, tmp_path):
+    before = actor_containers(engine)
+    actor = ContainerRamFiller(gib=0.1, mlock=True, client=engine, log_dir=tmp_path)
+    with pytest.raises(KtInterfError, match=r"mlock cannot be used in a container.*actors-in host"), actor:
+        pass
+    assert actor.container is None and actor_containers(engine) == before

@@ -210,3 +210,20 @@ def test_an_illegal_instruction_is_explained_with_the_isa_fix():
     assert "illegal instruction" in reason and "-AVX2" in reason and "#484" in reason
     assert "AVX2" in exit_reason(1, "Illegal instruction (core dumped)")
     assert exit_reason(1, "model not found") == "container exited with code 1"
+
+
+def test_asking_for_docker_without_an_engine_is_an_error_naming_the_fix(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    """No engine is a skip for the Docker tests, but an error for a user who asked for docker."""
+    pytester.makepyfile(test_up="def test_up(kt_server):\n    pass\n")
+    nowhere = f"unix://{tmp_path}/no-engine.sock"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--kt-backend=docker", "test_up.py"],
+        cwd=pytester.path, env={**session_env(tmp_path), "DOCKER_HOST": nowhere},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert f"no Docker engine answers at {nowhere}" in proc.stdout, proc.stdout[-2000:]
+    assert "dockerd --bridge=none --iptables=false" in proc.stdout
+    assert "1 error" in proc.stdout

@@ -26,9 +26,17 @@ from typing import Any
 
 from pytest_ktinterf import docker_engine
 from pytest_ktinterf.actors.bandwidth import MemoryBandwidth
-from pytest_ktinterf.actors.base import Actor, wait_for
+from pytest_ktinterf.actors.base import wait_for
 from pytest_ktinterf.actors.cpu import SAFETY_TIMEOUT_S, CpuStress
-from pytest_ktinterf.actors.memory import GIB, MIB, TOLERANCE, default_reserve_bytes, fmt_gib, plan_fill
+from pytest_ktinterf.actors.memory import (
+    GIB,
+    MIB,
+    TOLERANCE,
+    RamFiller,
+    default_reserve_bytes,
+    fmt_gib,
+    plan_fill,
+)
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.image import CAT_IN_IMAGE, STRESS_NG_IN_IMAGE, default_tag, image_tools
 from pytest_ktinterf.options import format_cpu_list, parse_cpu_list
@@ -116,7 +124,6 @@ class ActorContainer:
         log_path: Path,
         mem_limit: int | None = None,
     ) -> ActorContainer:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
         container = client.containers.create(
             image,
             command=argv,
@@ -129,16 +136,15 @@ class ActorContainer:
             name=f"ktinterf-actor-{_safe(name)}-{time.monotonic_ns() % 10**9}",
             detach=True,
         )
-        started = cls(container, docker_engine.LogPump(container, log_path))
         try:
             container.start()
         except Exception as exc:
-            started.remove()
+            docker_engine.remove(container, grace_s=1)
             raise KtInterfError(
                 f"the engine could not start the {name} container ({exc})",
                 "check the actor's cores and memory against the engine host",
             ) from exc
-        return started
+        return cls(container, docker_engine.LogPump(container, log_path))
 
     @property
     def name(self) -> str:
@@ -257,7 +263,9 @@ class ContainerCpuStress(CpuStress):
         return self.container.exit_code() if self.container is not None else None
 
     def _log_tail(self) -> str:
-        return self.container.pump.tail() if self.container is not None else ""
+        if self.container is None:
+            return ""
+        return self.container.pump.tail(drain=not self.container.running())
 
     def _live_workers(self) -> int:
         """Tasks in the container but its first (the stress-ng parent), as the engine counts them."""
@@ -316,39 +324,23 @@ class ContainerMemoryBandwidth(ContainerCpuStress, MemoryBandwidth):
 
 
 @dataclass
-class ContainerRamFiller(Actor):
+class ContainerRamFiller(RamFiller):
     """Holds ``gib`` GiB (or all but ``leave_available_gib``) in a container: stress-ng ``--vm``.
 
     Idle: every page written once with random bytes (``rand-set``: zero pages would be no real
     pressure), then held (``--vm-hang 0``). Active: rewritten for ever (``--vm-keep``), the
     "co-runner infers on CPU/RAM" row. Proof, through the engine: the container's anonymous
-    memory within 10% of the target; active, also its CPU time rising (at least 30% of a core).
-    The container's memory limit is the target plus 256 MiB, so a runaway filler is the only
-    thing the kernel kills.
+    memory within 10% of the target; active, also its CPU time (at least 30% of a core). The
+    container's memory limit is the target plus 256 MiB, so a runaway filler is the only thing
+    the kernel kills. Sizes, safety rule and evidence are the host filler's.
     """
 
-    gib: float | None = None
-    leave_available_gib: float | None = None
-    active: bool = False
-    cpus: list[int] | None = None
-    reserve_bytes: int | None = None
     client: Any = None
     image: str = field(default_factory=default_tag)
-    log_dir: Path = Path(".ktinterf/logs")
-    start_timeout_s: float | None = None
-    progress: Any = None
     min_share: float = 0.3
-    name: str = "ram-filler"
     container: ActorContainer | None = None
-    target_bytes: int = 0
     _cpu_at_start: float = 0.0
     _wall_at_start: float = 0.0
-    _achieved: dict[str, Any] = field(default_factory=dict)
-    _frozen: dict[str, Any] | None = None
-
-    @property
-    def kind(self) -> str:
-        return "ram-filler-active" if self.active else "ram-filler-idle"
 
     def plan(self) -> int:
         """The bytes to hold, checked against the reserve on the engine host's own memory."""
@@ -389,7 +381,7 @@ class ContainerRamFiller(Actor):
                 f"{self.name} container exited with code {self.container.exit_code()} while filling "
                 f"{fmt_gib(self.target_bytes)}",
                 "the engine host may be short of memory; ask for less",
-                detail=self.container.pump.tail(),
+                detail=self.container.pump.tail(drain=True),
             )
         held = self.container.anon_bytes()
         measured = f"holds {fmt_gib(held)}"
@@ -406,6 +398,11 @@ class ContainerRamFiller(Actor):
         return True, measured
 
     def _start(self) -> None:
+        if self.mlock:
+            raise KtInterfError(
+                f"{self.name}: mlock cannot be used in a container on the Docker engine",
+                "drop mlock, or run the filler on this host with --kt-actors-in host",
+            )
         require_tool(_engine(self.client, self.name), self.image, "stress-ng")
         if self.cpus:
             check_cores(self.cpus, self.client)
@@ -446,7 +443,7 @@ class ContainerRamFiller(Actor):
             raise KtInterfError(
                 f"{self.name} container died during the measurement window",
                 "the engine host's kernel may have killed it for memory; the verdict is refused",
-                detail=self.container.pump.tail() if self.container else "",
+                detail=self.container.pump.tail(drain=True) if self.container else "",
             )
         achieved = self._measure()
         if achieved["held_mib"] * MIB < (1 - TOLERANCE) * self.target_bytes:
@@ -460,18 +457,6 @@ class ContainerRamFiller(Actor):
                 "the measurement is refused: the filler was not active; check what else runs there",
             )
         self._achieved = achieved
-
-    def evidence(self) -> dict[str, Any]:
-        if self._frozen is not None:
-            return self._frozen
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "target": self.target_bytes / MIB,
-            "achieved": self._achieved.get("held_mib"),
-            "unit": "MiB",
-            **self._achieved,
-        }
 
     def _stop(self) -> None:
         if self.container is None:

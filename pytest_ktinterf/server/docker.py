@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import shlex
 import shutil
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,8 +32,9 @@ from pytest_ktinterf.cgroups import drop_file_cache
 from pytest_ktinterf.docker_engine import engine_is_local, labels
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.image import LLAMA_SERVER_IN_IMAGE, MODELS_IN_IMAGE, default_tag
-from pytest_ktinterf.options import parse_cpu_list
+from pytest_ktinterf.options import format_cpu_list, parse_cpu_list
 from pytest_ktinterf.server.base import Say, ServerHandle, free_port, wait_ready
+from pytest_ktinterf.server.embedded import llama_server_argv
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,8 @@ def _host_tree(container: Any) -> list[psutil.Process]:
     return []
 
 
-def _exited(container: Any, tail: Callable[[], str] = lambda: "") -> str | None:
+def _exited(container: Any, pump: docker_engine.LogPump) -> str | None:
+    """Why the container is gone (its log drained into the pump's file first), or None."""
     import docker.errors
 
     try:
@@ -180,7 +182,7 @@ def _exited(container: Any, tail: Callable[[], str] = lambda: "") -> str | None:
     except docker.errors.NotFound:
         return "container was removed"
     if container.status in ("exited", "dead"):
-        return exit_reason(container.attrs["State"].get("ExitCode"), tail())
+        return exit_reason(container.attrs["State"].get("ExitCode"), pump.tail(drain=True))
     return None
 
 
@@ -250,7 +252,6 @@ def run_container(
         detach=True,
     )
     with docker_engine.removing(container):
-        pump = docker_engine.LogPump(container, log_dir / "server-docker.log")
         try:
             container.start()
         except Exception as exc:
@@ -258,8 +259,8 @@ def run_container(
                 f"the engine could not start {description} ({exc})",
                 "check the image, command, volumes and --kt-docker-gpus (a GPU request needs the "
                 "NVIDIA container toolkit on the engine)",
-                detail=pump.tail(),
             ) from exc
+        pump = docker_engine.LogPump(container, log_dir / "server-docker.log")
         local = engine_is_local()
         url = f"http://127.0.0.1:{port}" if local else _remote_url(port)
         wait_ready(
@@ -267,7 +268,7 @@ def run_container(
             ready_timeout,
             say=say,
             what=description,
-            died=lambda: _exited(container, pump.tail),
+            died=lambda: _exited(container, pump),
             tail=pump.tail,
         )
         handle = ServerHandle(
@@ -329,7 +330,7 @@ def docker_server(
     contained overflow needs); ``command`` may hold ``{port}``.
     """
     port = port or free_port()
-    cpuset = ",".join(str(c) for c in cpus) if cpus else None
+    cpuset = format_cpu_list(list(cpus)) if cpus else None
     volumes = dict(volumes or {})
     private_dir: Path | None = None
     if command is None:
@@ -352,17 +353,10 @@ def docker_server(
         drop_file_cache(private)
         volumes[str(private_dir)] = {"bind": MODELS_IN_IMAGE, "mode": "ro"}
         threads = threads or (len(cpus) if cpus else 1)
-        argv = [
-            LLAMA_SERVER_IN_IMAGE,
-            "--model", f"{MODELS_IN_IMAGE}/{assets.model.name}",
-            "--host", "127.0.0.1",
-            "--port", str(port),
-            "--threads", str(threads),
-            "--threads-batch", str(threads),
-            "--parallel", str(parallel),
-            "--ctx-size", str(context_per_slot * parallel),
-            "--no-webui",
-        ]  # fmt: skip
+        inside = EmbeddedAssets(Path(LLAMA_SERVER_IN_IMAGE), Path(MODELS_IN_IMAGE, assets.model.name))
+        argv = llama_server_argv(
+            inside, port=port, threads=threads, parallel=parallel, context_per_slot=context_per_slot
+        )
         description = f"llama-server container ({assets.model.name})"
     else:
         parts = shlex.split(command) if isinstance(command, str) else list(command)
