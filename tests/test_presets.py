@@ -612,3 +612,31 @@ def test_process_backend_preset_command_reports_bad_preset_args():
     with pytest.raises(KtInterfError) as info:
         _preset_command(options)
     assert info.value.fix == "pass --kt-preset-args 'cpu_infer=VALUE'"
+
+
+# --- CPU threads against the cores the server is pinned to (KT issue #726) ---------------------------
+
+
+@pytest.mark.parametrize(("name", "values"), [("kt-v0.2", V02_REQUIRED), ("kt-sglang", SGLANG_REQUIRED)])
+def test_more_cpu_threads_than_pinned_cores_is_refused(name: str, values: dict[str, str]):
+    preset = presets.PRESETS[name]
+    threads = int(values[preset.threads_param])
+    fits = presets.preset_command(name, values, port=PORT, max_tokens=64, cores=threads)
+    assert fits[fits.index(preset.threads_flag) + 1] == str(threads)
+    with pytest.raises(KtInterfError) as info:
+        presets.preset_command(name, values, port=PORT, max_tokens=64, cores=threads - 1)
+    assert f"{preset.threads_param}={threads} CPU threads on the {threads - 1} cores" in info.value.cause
+    assert "#726" in info.value.cause
+    assert info.value.fix.startswith(f"pin the server to at least {threads} cores with --kt-server-cpus")
+
+
+def test_the_default_single_pinned_core_refuses_a_kt_sized_thread_count():
+    options = Options(
+        backend="docker",
+        preset="kt-v0.2",
+        preset_args="model_path=/m/DeepSeek-R1 gguf_path=/g cpu_infer=24",
+        server_cpus=[1],
+    )
+    with pytest.raises(KtInterfError, match=r"cpu_infer=24 CPU threads on the 1 core the server"):
+        _preset_command(options)
+    assert "--cpu_infer 24" in _preset_command(options, pinned=False)  # a remote engine, not pinned

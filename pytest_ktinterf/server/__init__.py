@@ -51,13 +51,22 @@ def open_server(options: Options, log_dir: Path, say: Say | None = None) -> Iter
             yield handle
 
 
-def _preset_command(options: Options, port: str = "{port}") -> str:
-    """The preset's command line as one string, ``{port}`` left for the backend to fill."""
+def _preset_command(options: Options, pinned: bool = True, port: str = "{port}") -> str:
+    """The preset's command line as one string, ``{port}`` left for the backend to fill.
+
+    ``pinned``: the server will be pinned to ``--kt-server-cpus``, so its threads must fit.
+    """
     from pytest_ktinterf.server import presets
 
     assert options.preset is not None
     values = presets.parse_preset_args(shlex.split(options.preset_args or ""))
-    argv = presets.preset_command(options.preset, values, port=PORT_SLOT, max_tokens=options.max_tokens)
+    argv = presets.preset_command(
+        options.preset,
+        values,
+        port=PORT_SLOT,
+        max_tokens=options.max_tokens,
+        cores=len(options.server_cpus) if pinned and options.server_cpus else None,
+    )
     return " ".join(port if word == str(PORT_SLOT) else shlex.quote(word) for word in argv)
 
 
@@ -78,11 +87,12 @@ def _docker(options: Options, log_dir: Path, say: Say | None) -> Iterator[Server
     )
     found = None
     workdir = None
+    cpus = options.server_cpus if (engine_is_local() or options.server_cpus_given) else None
     if options.preset is not None:
         from pytest_ktinterf.server import presets
 
         preset = presets.PRESETS.get(options.preset)
-        command = command or _preset_command(options)
+        command = command or _preset_command(options, pinned=cpus is not None)
         if preset is not None:
             image = image or preset.image
             shm_size = shm_size or preset.shm_size
@@ -90,7 +100,6 @@ def _docker(options: Options, log_dir: Path, say: Say | None) -> Iterator[Server
             workdir = preset.workdir
     elif command is None:
         found = assets.resolve(options.llama_server, options.model)
-    cpus = options.server_cpus if (engine_is_local() or options.server_cpus_given) else None
     with docker_server(
         image=image,
         command=command,

@@ -102,6 +102,8 @@ class Preset:
     needs_gpu: bool
     readiness: str  # "health" or "models"
     workdir: str | None  # the container's working directory (relative paths in the command)
+    threads_param: str  # the parameter that sets KT's CPU threads ...
+    threads_flag: str  # ... and the server flag it becomes
     build: Build = field(repr=False, compare=False)
 
     def param(self, key: str) -> PresetParam | None:
@@ -129,13 +131,31 @@ class Preset:
             )
         return {key: value for key, value in resolved.items() if value is not None}
 
-    def argv(self, values: Mapping[str, str], *, port: int, max_tokens: int) -> list[str]:
+    def argv(
+        self, values: Mapping[str, str], *, port: int, max_tokens: int, cores: int | None = None
+    ) -> list[str]:
         """The server's command line for ``values`` (see :func:`preset_command`)."""
         if not 0 < port < 65536:
             raise KtInterfError(f"port {port} is not a TCP port", "use a port between 1 and 65535")
         if max_tokens < 1:
             raise KtInterfError(f"--kt-max-tokens {max_tokens} is below 1", "give --kt-max-tokens >= 1")
-        return self.build(self.resolve(values), port, max_tokens)
+        argv = self.build(self.resolve(values), port, max_tokens)
+        self._check_threads(argv, cores)
+        return argv
+
+    def _check_threads(self, argv: list[str], cores: int | None) -> None:
+        """KT's CPU threads busy-wait: more of them than the server's cores collapses throughput
+        (KT #726: 30 threads gave < 0.1 tok/s where 18 gave 2.86). Refused, not measured."""
+        threads = int(argv[argv.index(self.threads_flag) + 1])
+        if cores is not None and threads > cores:
+            raise KtInterfError(
+                f"preset {self.name}: {self.threads_param}={threads} CPU threads on the {cores} "
+                f"core{'s' if cores != 1 else ''} the server is pinned to (--kt-server-cpus; the "
+                "default is the last core): KT's threads busy-wait, and more threads than cores "
+                "collapses throughput (KT issue #726)",
+                f"pin the server to at least {threads} cores with --kt-server-cpus, or lower "
+                f"{self.threads_param} in {ARGS_OPTION}",
+            )
 
 
 def parse_preset_args(pairs: Sequence[str]) -> dict[str, str]:
@@ -157,9 +177,14 @@ def parse_preset_args(pairs: Sequence[str]) -> dict[str, str]:
     return values
 
 
-def preset_command(name: str, values: Mapping[str, str], *, port: int, max_tokens: int) -> list[str]:
-    """The command line of preset ``name``, with ``values``, the plugin's port and max tokens."""
-    return _preset(name).argv(values, port=port, max_tokens=max_tokens)
+def preset_command(
+    name: str, values: Mapping[str, str], *, port: int, max_tokens: int, cores: int | None = None
+) -> list[str]:
+    """The command line of preset ``name``, with ``values``, the plugin's port and max tokens.
+
+    ``cores``: how many cores the server is pinned to, when it is; more CPU threads are refused.
+    """
+    return _preset(name).argv(values, port=port, max_tokens=max_tokens, cores=cores)
 
 
 def describe(name: str) -> str:
@@ -361,6 +386,8 @@ KT_V02 = Preset(
     needs_gpu=True,
     readiness="models",
     workdir="/workspace/ktransformers",
+    threads_param="cpu_infer",
+    threads_flag="--cpu_infer",
     build=_kt_v02_argv,
 )
 
@@ -428,6 +455,8 @@ KT_SGLANG = Preset(
     needs_gpu=True,
     readiness="health",
     workdir=None,
+    threads_param="cpuinfer",
+    threads_flag="--kt-cpuinfer",
     build=_kt_sglang_argv,
 )
 
