@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from pytest_ktinterf import docker_engine
-from pytest_ktinterf.actors.container import engine_cores, resolve_placement
+from pytest_ktinterf.actors.container import engine_cores, host_only_refusal, resolve_placement
 from pytest_ktinterf.actors.cpu import core_set
 from pytest_ktinterf.actors.registry import ACTORS, CORES, check_params
 from pytest_ktinterf.compare import Comparison, Condition, Design
@@ -50,12 +50,9 @@ def skip_reason(spec: ConditionSpec, request: pytest.FixtureRequest) -> str | No
     host_only = spec.actor in ("corunner", "gpu_memory", "gpu_compute") or (
         spec.actor == "ram_overflow" and mode == "host"
     )
-    if in_containers and host_only:
-        return (
-            f"{spec.actor} runs only on this host, and the actors are placed on the Docker engine "
-            f"at {docker_engine.engine_address()} (--kt-actors-in={options.actors_in}); run pytest "
-            "on the engine's host to include this row"
-        )
+    refusal = host_only_refusal(options.actors_in, options.backend, spec.actor) if host_only else None
+    if refusal is not None:
+        return refusal.line()
     cores = params.get(CORES)
     if isinstance(cores, str):
         try:  # the same rule the actor fixtures apply: unknown or empty core sets cannot run here

@@ -27,6 +27,7 @@ from pytest_ktinterf.actors.container import (
     ContainerRamFiller,
     engine_cores,
     engine_meminfo,
+    host_only_refusal,
     resolve_placement,
 )
 from pytest_ktinterf.actors.corunner import CoRunner
@@ -316,12 +317,9 @@ def _engine_for_actors(options: Options) -> Any:
 
 def _host_only(options: Options, actor: str) -> None:
     """Actors that cannot run in a container refuse, rather than load the wrong machine."""
-    if resolve_placement(options.actors_in, options.backend) == "docker":
-        raise KtInterfError(
-            f"the {actor} actor runs only on this host, and actors are placed in containers on the "
-            f"Docker engine (--kt-actors-in={options.actors_in}, engine {docker_engine.engine_address()})",
-            "run pytest on the engine's host, or pass --kt-actors-in host to load this host anyway",
-        )
+    refusal = host_only_refusal(options.actors_in, options.backend, actor)
+    if refusal is not None:
+        raise refusal
 
 
 @contextlib.contextmanager
