@@ -6,13 +6,13 @@ Public API (the fixtures in :mod:`pytest_ktinterf.plugin` are the usual entry po
 """
 
 from pytest_ktinterf.actors import Actor, CpuStress
-from pytest_ktinterf.compare import Comparison, compare
 from pytest_ktinterf.errors import InvalidMeasurement, KtInterfError
-from pytest_ktinterf.monitor import ResourceMonitor
-from pytest_ktinterf.probe import Probe
-from pytest_ktinterf.samples import RequestSample, RoundSample
-from pytest_ktinterf.stats import Interval, median_ratio_ci
-from pytest_ktinterf.verdict import Verdict, expect_degraded
+from pytest_ktinterf.judge.stats import Interval, median_ratio_ci
+from pytest_ktinterf.judge.verdict import Verdict, expect_degraded
+from pytest_ktinterf.measure.compare import Comparison, compare
+from pytest_ktinterf.measure.monitor import ResourceMonitor
+from pytest_ktinterf.measure.probe import Probe
+from pytest_ktinterf.measure.samples import RequestSample, RoundSample
 
 __all__ = [
     "Actor",

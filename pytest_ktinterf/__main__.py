@@ -6,14 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from pytest_ktinterf import assets
 from pytest_ktinterf.errors import KtInterfError
-from pytest_ktinterf.processes import reap_leftovers
+from pytest_ktinterf.system import assets
+from pytest_ktinterf.system.reap import reap_leftovers
 
 
 def _docker(cache: Path | None) -> None:
     """An engine that answers (started here if need be) and the tools image on it."""
-    from pytest_ktinterf import docker_engine, image
+    from pytest_ktinterf.system import docker_engine, image
 
     client = docker_engine.start_local_daemon(assets.cache_dir() / "dockerd.log")
     llama_server = assets.llama_server_path(cache)
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "presets":
             _presets(args.name)
         else:
-            from pytest_ktinterf.docker_engine import reap_containers
+            from pytest_ktinterf.system.docker_engine import reap_containers
 
             for line in reap_leftovers() + reap_containers():
                 print(f"reaped {line}")

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from pytest_ktinterf.docker_engine import engine_is_local
 from pytest_ktinterf.errors import KtInterfError
+from pytest_ktinterf.system.docker_engine import engine_is_local
 
 BACKENDS = ("embedded", "process", "external", "docker")
 

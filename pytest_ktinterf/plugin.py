@@ -17,7 +17,6 @@ import httpx
 import psutil
 import pytest
 
-from pytest_ktinterf import assets, docker_engine
 from pytest_ktinterf import options as options_mod
 from pytest_ktinterf.actors.bandwidth import MemoryBandwidth
 from pytest_ktinterf.actors.base import Actor
@@ -35,21 +34,23 @@ from pytest_ktinterf.actors.cpu import CpuStress, core_set
 from pytest_ktinterf.actors.gpu import GpuCompute, GpuMemoryHog, gpu_unavailable_reason
 from pytest_ktinterf.actors.memory import RamFiller
 from pytest_ktinterf.actors.overflow import ContainedOverflow, HostOverflow
-from pytest_ktinterf.collect import ExperimentFile, is_experiment_file
-from pytest_ktinterf.compare import Comparison, Condition, Design, compare, measure_monitored
-from pytest_ktinterf.docker_engine import reap_containers
 from pytest_ktinterf.errors import KtInterfError
-from pytest_ktinterf.expectations import Expectation
-from pytest_ktinterf.interfere import VerdictFailure, raise_for_verdicts, spec_from_call
-from pytest_ktinterf.interfere import run as run_condition
-from pytest_ktinterf.machine_lock import EXCLUSIVE, SHARED, hold, measuring
+from pytest_ktinterf.experiment.collect import ExperimentFile, is_experiment_file
+from pytest_ktinterf.experiment.interfere import VerdictFailure, raise_for_verdicts, spec_from_call
+from pytest_ktinterf.experiment.interfere import run as run_condition
+from pytest_ktinterf.judge.expectations import Expectation
+from pytest_ktinterf.measure.compare import Comparison, Condition, Design, compare, measure_monitored
+from pytest_ktinterf.measure.probe import Probe
+from pytest_ktinterf.measure.samples import RoundSample
 from pytest_ktinterf.options import Options, format_cpu_list, options_key
-from pytest_ktinterf.plots import write_plots
-from pytest_ktinterf.probe import Probe
-from pytest_ktinterf.processes import reap_leftovers
-from pytest_ktinterf.report import Report, json_safe, merge_records, render_lines, write_record
-from pytest_ktinterf.samples import RoundSample
+from pytest_ktinterf.report.plots import write_plots
+from pytest_ktinterf.report.record import Report, json_safe, merge_records, write_record
+from pytest_ktinterf.report.text import render_lines
 from pytest_ktinterf.server import ServerHandle, open_server
+from pytest_ktinterf.system import assets, docker_engine
+from pytest_ktinterf.system.docker_engine import reap_containers
+from pytest_ktinterf.system.lock import EXCLUSIVE, SHARED, hold, measuring
+from pytest_ktinterf.system.reap import reap_leftovers
 
 MARKER = "interference"
 XDIST_GROUP = "ktinterf-machine"

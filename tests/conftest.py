@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from pytest_ktinterf import docker_engine, image
-from pytest_ktinterf.assets import llama_server_path
+from pytest_ktinterf.system import docker_engine, image
+from pytest_ktinterf.system.assets import llama_server_path
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pytest_ktinterf.actors.base import wait_for
-from pytest_ktinterf.monitor import ResourceMonitor
+from pytest_ktinterf.measure.monitor import ResourceMonitor
 
 
 def wait_for_samples(monitor: ResourceMonitor, count: int = 12, timeout_s: float = 10) -> None:

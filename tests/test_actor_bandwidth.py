@@ -8,8 +8,8 @@ import psutil
 import pytest
 
 from pytest_ktinterf.actors.bandwidth import MemoryBandwidth, parse_stream_rates
-from pytest_ktinterf.machine_lock import measuring
-from pytest_ktinterf.monitor import ResourceMonitor
+from pytest_ktinterf.measure.monitor import ResourceMonitor
+from pytest_ktinterf.system.lock import measuring
 from tests.monitoring import wait_for_samples
 
 CORE = min(os.sched_getaffinity(0))

@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterator
 import psutil
 import pytest
 
-from pytest_ktinterf import assets
 from pytest_ktinterf.actors.corunner import CoRunner
-from pytest_ktinterf.assets import EmbeddedAssets
 from pytest_ktinterf.errors import KtInterfError
-from pytest_ktinterf.machine_lock import measuring
 from pytest_ktinterf.server.base import free_port
+from pytest_ktinterf.system import assets
+from pytest_ktinterf.system.assets import EmbeddedAssets
+from pytest_ktinterf.system.lock import measuring
 
 CORE = min(os.sched_getaffinity(0))
 

@@ -11,8 +11,8 @@ import pytest
 
 from pytest_ktinterf.actors.cpu import CpuStress, core_set
 from pytest_ktinterf.errors import KtInterfError
-from pytest_ktinterf.machine_lock import measuring
-from pytest_ktinterf.monitor import ResourceMonitor
+from pytest_ktinterf.measure.monitor import ResourceMonitor
+from pytest_ktinterf.system.lock import measuring
 
 CORE = min(os.sched_getaffinity(0))
 

@@ -47,8 +47,9 @@ from pytest_ktinterf.actors.gpu import (
 )
 from pytest_ktinterf.actors.gpu_child import batch_for, busy_seconds, duty_cycle
 from pytest_ktinterf.errors import KtInterfError
-from pytest_ktinterf.machine_lock import measuring
-from pytest_ktinterf.processes import registry_dir, spawn, terminate
+from pytest_ktinterf.system.lock import measuring
+from pytest_ktinterf.system.processes import spawn, terminate
+from pytest_ktinterf.system.registry import registry_dir
 
 GPU_REASON = gpu_unavailable_reason()
 needs_gpu = pytest.mark.skipif(GPU_REASON is not None, reason=f"needs a usable GPU: {GPU_REASON}")

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from pytest_ktinterf.actors.memory import GIB, RamFiller, plan_fill, proc_status_bytes
 from pytest_ktinterf.errors import KtInterfError
-from pytest_ktinterf.machine_lock import measuring
-from pytest_ktinterf.monitor import ResourceMonitor
+from pytest_ktinterf.measure.monitor import ResourceMonitor
+from pytest_ktinterf.system.lock import measuring
 from tests.monitoring import wait_for_samples
 
 CORE = min(os.sched_getaffinity(0))

@@ -15,8 +15,8 @@ import pytest
 from pytest_ktinterf.actors.memory import GIB
 from pytest_ktinterf.actors.overflow import ContainedOverflow, HostOverflow, plan_host_overflow
 from pytest_ktinterf.errors import KtInterfError
-from pytest_ktinterf.machine_lock import measuring
-from pytest_ktinterf.monitor import ResourceMonitor
+from pytest_ktinterf.measure.monitor import ResourceMonitor
+from pytest_ktinterf.system.lock import measuring
 
 SWAP_GIB = 5  # room above reserve + overflow: the kernel keeps more resident than MemAvailable says
 CORE = max(os.sched_getaffinity(0))

@@ -12,8 +12,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pytest_ktinterf.assets import cache_dir
-from pytest_ktinterf.processes import reap_leftovers
+from pytest_ktinterf.system.assets import cache_dir
+from pytest_ktinterf.system.reap import reap_leftovers
 
 # Resolved now: pytester points HOME at a temporary directory for the sessions it starts.
 CACHE = str(cache_dir())
@@ -21,7 +21,7 @@ CACHE = str(cache_dir())
 SESSION = """
 import time
 from pathlib import Path
-from pytest_ktinterf.processes import spawn
+from pytest_ktinterf.system.processes import spawn
 
 def test_hold(kt_server, kt_cpu_stress, kt_memory_bandwidth, kt_ram_filler, kt_ram_overflow, kt_log_dir):
     # A grandchild that the kernel's death signal cannot reach: only the reaper can.

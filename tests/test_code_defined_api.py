@@ -42,7 +42,7 @@ def test_expectations_come_from_the_marker(pytester, monkeypatch, tmp_path):
     pytester.makepyfile(
         """
         import pytest
-        from pytest_ktinterf.interfere import spec_from_call
+        from pytest_ktinterf.experiment.interfere import spec_from_call
 
         @pytest.mark.interference(expect={"decode": {"outcome": "degraded", "at_least": 0.3}})
         def test_it(request):

@@ -15,7 +15,6 @@ from typing import Any
 import psutil
 import pytest
 
-from pytest_ktinterf import docker_engine
 from pytest_ktinterf.actors.container import (
     ActorContainer,
     ContainerCpuStress,
@@ -26,8 +25,9 @@ from pytest_ktinterf.actors.container import (
 )
 from pytest_ktinterf.actors.memory import GIB, MIB
 from pytest_ktinterf.errors import KtInterfError
-from pytest_ktinterf.image import default_tag
-from pytest_ktinterf.machine_lock import measuring
+from pytest_ktinterf.system import docker_engine
+from pytest_ktinterf.system.image import default_tag
+from pytest_ktinterf.system.lock import measuring
 
 CORE = min(os.sched_getaffinity(0))
 

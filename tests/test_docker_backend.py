@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from pytest_ktinterf import docker_engine
-from pytest_ktinterf.assets import cache_dir
+from pytest_ktinterf.system import docker_engine
+from pytest_ktinterf.system.assets import cache_dir
 
 CACHE = str(cache_dir())  # resolved now: pytester points HOME at a temporary directory
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_ktinterf.expectations import (
+from pytest_ktinterf.judge.expectations import (
     DEFAULT_BOUNDS,
     METRICS,
     OUTCOMES,
@@ -22,7 +22,7 @@ from pytest_ktinterf.expectations import (
     ExpectationError,
     parse,
 )
-from pytest_ktinterf.stats import Interval
+from pytest_ktinterf.judge.stats import Interval
 
 
 def iv(lo: float, hi: float) -> Interval:

@@ -19,9 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytest_ktinterf.actors.registry import ACTORS
-from pytest_ktinterf.compare import Design
-from pytest_ktinterf.expectations import DEFAULT_BOUNDS, METRICS, OUTCOMES, Expectation
-from pytest_ktinterf.experiment import (
+from pytest_ktinterf.experiment.schema import (
     CONDITION_KEYS,
     ExperimentFileError,
     apply_profile,
@@ -29,6 +27,8 @@ from pytest_ktinterf.experiment import (
     load_experiment,
     load_profile,
 )
+from pytest_ktinterf.judge.expectations import DEFAULT_BOUNDS, METRICS, OUTCOMES, Expectation
+from pytest_ktinterf.measure.compare import Design
 
 SEED_REPORT = Path(__file__).resolve().parent.parent / "experiments" / "seed_report.toml"
 

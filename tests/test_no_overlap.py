@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from pytest_ktinterf.machine_lock import EXCLUSIVE, SHARED
+from pytest_ktinterf.system.lock import EXCLUSIVE, SHARED
 
 TWO_EXPERIMENTS = """
 import os, pytest
@@ -38,7 +38,7 @@ def test_interference_items_run_on_one_xdist_worker(pytester: pytest.Pytester, t
 
 HOLDER = """
 import sys, time
-from pytest_ktinterf.machine_lock import hold
+from pytest_ktinterf.system.lock import hold
 with hold(sys.argv[1]):
     print(time.time(), flush=True)
     sys.stdin.readline()

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_ktinterf.stats import paired_ratio_ci, signed_rank_depth, signed_rank_null
+from pytest_ktinterf.judge.stats import paired_ratio_ci, signed_rank_depth, signed_rank_null
 
 # -- the exact null distribution -----------------------------------------------------------
 

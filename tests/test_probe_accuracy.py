@@ -11,10 +11,10 @@ import statistics
 
 import pytest
 
-import pytest_ktinterf.probe as probe_module
+import pytest_ktinterf.measure.probe as probe_module
 from pytest_ktinterf.errors import InvalidMeasurement
-from pytest_ktinterf.machine_lock import measuring
-from pytest_ktinterf.probe import Probe
+from pytest_ktinterf.measure.probe import Probe
+from pytest_ktinterf.system.lock import measuring
 
 pytestmark = pytest.mark.interference
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_ktinterf.errors import InvalidMeasurement, KtInterfError
-from pytest_ktinterf.probe import Probe, ProbeWarning
+from pytest_ktinterf.measure.probe import Probe, ProbeWarning
 from tests.fake_broken_server import fake_broken_server, sse, token_chunk, usage_chunk
 
 GOOD_TOKENS = b"".join(token_chunk(f" t{i}") for i in range(8))

@@ -18,9 +18,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_ktinterf.plots import effects_svg, nice_ticks, throughput_svg, write_plots
-from pytest_ktinterf.report import Report, median_round, merge_records, render_lines
-from pytest_ktinterf.samples import RequestSample, RoundSample
+from pytest_ktinterf.measure.samples import RequestSample, RoundSample
+from pytest_ktinterf.report.plots import effects_svg, nice_ticks, throughput_svg, write_plots
+from pytest_ktinterf.report.record import Report, median_round, merge_records
+from pytest_ktinterf.report.text import render_lines
 
 SVG = "{http://www.w3.org/2000/svg}"
 ROOT = Path(__file__).resolve().parent.parent
@@ -263,8 +264,7 @@ def test_report_lines_are_the_rendered_record() -> None:
     for ttft, span in ((0.5, 0.2), (0.4, 0.3), (0.6, 0.25)):
         report.add_round(fake_round(1, ttft, span))
         report.add_round(fake_round(3, ttft, span))
-    lines = report.lines()
-    assert lines == render_lines(report.to_record())
+    lines = render_lines(report.to_record())
     throughput = table(lines, "Throughput (tokens/s; median round of each concurrency)")
     assert [row[:2] for row in throughput[1:]] == [["1", "3"], ["3", "3"]]
     # The median round by decode aggregate (spans 0.2, 0.3, 0.25 -> decode 35, 23.3, 28): span 0.25.
@@ -359,7 +359,7 @@ def test_nice_ticks_cover_the_range(lo: float, span: float) -> None:
 
 
 ROUNDS_TEST = """
-from pytest_ktinterf.samples import RequestSample, RoundSample
+from pytest_ktinterf.measure.samples import RequestSample, RoundSample
 
 def fake_round(streams):
     reqs = [RequestSample(s, 0.0, 0.5, 0.8, [0.5, 0.8], 128, 2) for s in range(streams)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_ktinterf.samples import RequestSample, RoundSample, union_length
+from pytest_ktinterf.measure.samples import RequestSample, RoundSample, union_length
 
 
 def request(stream: int, send: float, first: float, last: float, prompt: int = 100, completion: int = 11):

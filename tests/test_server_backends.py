@@ -5,10 +5,10 @@ from __future__ import annotations
 import psutil
 import pytest
 
-from pytest_ktinterf import assets
-from pytest_ktinterf.monitor import Gpu, ResourceMonitor
+from pytest_ktinterf.measure.monitor import Gpu, ResourceMonitor
 from pytest_ktinterf.server.embedded import llama_server_argv
 from pytest_ktinterf.server.process import process_server
+from pytest_ktinterf.system import assets
 
 
 def test_embedded_server_is_pinned_as_asked(kt_server, kt_options):

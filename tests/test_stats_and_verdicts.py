@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_ktinterf.compare import Comparison, Design, Trial
-from pytest_ktinterf.expectations import Expectation
-from pytest_ktinterf.stats import Interval, median_ratio_ci
-from pytest_ktinterf.verdict import FAIL, INCONCLUSIVE, PASS, decided, expect_degraded, judge
+from pytest_ktinterf.judge.expectations import Expectation
+from pytest_ktinterf.judge.stats import Interval, median_ratio_ci
+from pytest_ktinterf.judge.verdict import FAIL, INCONCLUSIVE, PASS, decided, expect_degraded, judge
+from pytest_ktinterf.measure.compare import Comparison, Design, Trial
 
 samples = st.lists(st.floats(1.0, 1000.0), min_size=2, max_size=12)
 

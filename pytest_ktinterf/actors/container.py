@@ -24,7 +24,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pytest_ktinterf import docker_engine
 from pytest_ktinterf.actors.bandwidth import MemoryBandwidth
 from pytest_ktinterf.actors.base import wait_for
 from pytest_ktinterf.actors.cpu import SAFETY_TIMEOUT_S, CpuStress
@@ -38,8 +37,9 @@ from pytest_ktinterf.actors.memory import (
     plan_fill,
 )
 from pytest_ktinterf.errors import KtInterfError
-from pytest_ktinterf.image import CAT_IN_IMAGE, STRESS_NG_IN_IMAGE, default_tag, image_tools
 from pytest_ktinterf.options import format_cpu_list, parse_cpu_list
+from pytest_ktinterf.system import docker_engine
+from pytest_ktinterf.system.image import CAT_IN_IMAGE, STRESS_NG_IN_IMAGE, default_tag, image_tools
 
 OFF_CORE_SLACK = 0.02  # CPU time allowed outside the pinned cores (the engine's own bookkeeping)
 

@@ -32,12 +32,12 @@ import httpx
 import psutil
 
 from pytest_ktinterf.actors.base import Actor, wait_for
-from pytest_ktinterf.assets import EmbeddedAssets
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.options import format_cpu_list
-from pytest_ktinterf.processes import Child, spawn, terminate
 from pytest_ktinterf.server.base import Say, free_port, wait_ready
 from pytest_ktinterf.server.embedded import llama_server_argv
+from pytest_ktinterf.system.assets import EmbeddedAssets
+from pytest_ktinterf.system.processes import Child, spawn, terminate
 
 KIND = "co-runner"
 _PROMPT = (

@@ -3,7 +3,7 @@
 An LLM server that offloads to the GPU (KTransformers keeps attention and KV cache there) loses
 throughput when another tenant takes device memory (smaller KV cache, fewer concurrent requests)
 or compute time. These actors reproduce the two, each in a child process
-(:mod:`pytest_ktinterf.actors.gpu_child`) started through :func:`~pytest_ktinterf.processes.spawn`
+(:mod:`pytest_ktinterf.actors.gpu_child`) started through :func:`~pytest_ktinterf.system.processes.spawn`
 so it dies with the session and releases everything when its group is killed.
 
 As with every actor, the pressure is *measured*, not assumed -- through NVML, independently of the
@@ -46,8 +46,8 @@ from typing import Any
 
 from pytest_ktinterf.actors.base import Actor, wait_for
 from pytest_ktinterf.errors import KtInterfError
-from pytest_ktinterf.monitor import Gpu
-from pytest_ktinterf.processes import Child, spawn, terminate
+from pytest_ktinterf.measure.monitor import Gpu
+from pytest_ktinterf.system.processes import Child, spawn, terminate
 
 MIB = 2**20
 GIB = 2**30

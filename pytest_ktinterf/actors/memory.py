@@ -24,7 +24,7 @@ import psutil
 
 from pytest_ktinterf.actors.base import Actor, wait_for
 from pytest_ktinterf.errors import KtInterfError
-from pytest_ktinterf.processes import Child, spawn, terminate
+from pytest_ktinterf.system.processes import Child, spawn, terminate
 
 GIB = 2**30
 MIB = 2**20

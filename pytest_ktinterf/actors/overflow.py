@@ -21,10 +21,10 @@ import psutil
 
 from pytest_ktinterf.actors.base import Actor, wait_for
 from pytest_ktinterf.actors.memory import GIB, MIB, TOLERANCE, RamFiller, default_reserve_bytes, fmt_gib
-from pytest_ktinterf.cgroups import MemoryCgroup
 from pytest_ktinterf.errors import KtInterfError
-from pytest_ktinterf.monitor import vmstat
+from pytest_ktinterf.measure.monitor import vmstat
 from pytest_ktinterf.server.base import LimitableMemory
+from pytest_ktinterf.system.cgroups import MemoryCgroup
 
 
 def plan_host_overflow(

@@ -7,12 +7,12 @@ import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
-from pytest_ktinterf import assets
 from pytest_ktinterf.options import Options
 from pytest_ktinterf.server.base import Say, ServerHandle, free_port
 from pytest_ktinterf.server.embedded import embedded_server
 from pytest_ktinterf.server.external import external_server
 from pytest_ktinterf.server.process import process_server
+from pytest_ktinterf.system import assets
 
 __all__ = ["ServerHandle", "open_server"]
 
@@ -76,8 +76,8 @@ PORT_SLOT = 65531  # a number presets accept as a port; the argv word that is ex
 @contextlib.contextmanager
 def _docker(options: Options, log_dir: Path, say: Say | None) -> Iterator[ServerHandle]:
     """The docker backend with the options' image, command or preset, volumes, GPUs."""
-    from pytest_ktinterf.docker_engine import engine_is_local
     from pytest_ktinterf.server.docker import docker_server, parse_environment, parse_volumes
+    from pytest_ktinterf.system.docker_engine import engine_is_local
 
     image, command, shm_size, gpus = (
         options.docker_image,

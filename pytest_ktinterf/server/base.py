@@ -18,11 +18,10 @@ from typing import Protocol
 import httpx
 import psutil
 
-from pytest_ktinterf.cgroups import MemoryCgroup
 from pytest_ktinterf.errors import KtInterfError
-from pytest_ktinterf.processes import Child
-
-Say = Callable[[str], None]
+from pytest_ktinterf.progress import Say
+from pytest_ktinterf.system.cgroups import MemoryCgroup
+from pytest_ktinterf.system.processes import Child
 
 
 class LimitableMemory(Protocol):

@@ -13,9 +13,9 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from pytest_ktinterf.assets import EmbeddedAssets
 from pytest_ktinterf.server.base import Say, ServerHandle, free_port
 from pytest_ktinterf.server.process import run_command
+from pytest_ktinterf.system.assets import EmbeddedAssets
 
 
 def llama_server_argv(

@@ -8,10 +8,10 @@ import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from pytest_ktinterf.cgroups import MemoryCgroup, drop_file_cache
 from pytest_ktinterf.errors import KtInterfError
-from pytest_ktinterf.processes import spawn, terminate
 from pytest_ktinterf.server.base import Say, ServerHandle, free_port, wait_ready
+from pytest_ktinterf.system.cgroups import MemoryCgroup, drop_file_cache
+from pytest_ktinterf.system.processes import spawn, terminate
 
 
 def expand_command(command: str, port: int) -> list[str]:

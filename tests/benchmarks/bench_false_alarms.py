@@ -25,12 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from pytest_ktinterf.compare import Design, compare
-from pytest_ktinterf.expectations import Expectation, parse
-from pytest_ktinterf.machine_lock import measuring
+from pytest_ktinterf.judge.expectations import Expectation, parse
+from pytest_ktinterf.measure.compare import Design, compare
+from pytest_ktinterf.measure.probe import Probe
 from pytest_ktinterf.options import Options
-from pytest_ktinterf.probe import Probe
 from pytest_ktinterf.server import open_server
+from pytest_ktinterf.system.lock import measuring
 
 METRICS = ("prefill", "decode")
 

@@ -14,10 +14,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pytest_ktinterf.machine_lock import measuring
+from pytest_ktinterf.measure.probe import Probe
 from pytest_ktinterf.options import Options
-from pytest_ktinterf.probe import Probe
 from pytest_ktinterf.server import open_server
+from pytest_ktinterf.system.lock import measuring
 
 
 def spread(values: list[float]) -> str:

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_ktinterf.docker_engine import LABEL
 from pytest_ktinterf.errors import KtInterfError
+from pytest_ktinterf.system.docker_engine import LABEL
 
 REPOSITORY = "pytest-ktinterf/tools"
 LLAMA_SERVER_IN_IMAGE = "/usr/local/bin/llama-server"

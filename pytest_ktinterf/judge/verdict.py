@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pytest_ktinterf.expectations import Decision, Expectation
-from pytest_ktinterf.stats import Interval
+from pytest_ktinterf.judge.expectations import Decision, Expectation
+from pytest_ktinterf.judge.stats import Interval
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 

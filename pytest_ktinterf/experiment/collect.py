@@ -16,8 +16,8 @@ import psutil
 import pytest
 
 from pytest_ktinterf.actors.gpu import gpu_unavailable_reason
-from pytest_ktinterf.compare import Comparison
-from pytest_ktinterf.experiment import (
+from pytest_ktinterf.experiment.interfere import VerdictFailure, run
+from pytest_ktinterf.experiment.schema import (
     ConditionSpec,
     Experiment,
     ExperimentFileError,
@@ -27,7 +27,7 @@ from pytest_ktinterf.experiment import (
     load_experiment,
     load_profile,
 )
-from pytest_ktinterf.interfere import VerdictFailure, run
+from pytest_ktinterf.measure.compare import Comparison
 from pytest_ktinterf.options import options_key
 
 EXPERIMENTS_DIR = "experiments"

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 from pytest_ktinterf.errors import InvalidMeasurement, KtInterfError
-from pytest_ktinterf.samples import RequestSample, RoundSample
+from pytest_ktinterf.measure.samples import RequestSample, RoundSample
 
 _FILLER = (
     "the", "river", "runs", "past", "old", "stone", "mills", "while", "lanterns", "glow", "over",

@@ -22,8 +22,8 @@ import time
 from collections.abc import Iterator
 from typing import IO
 
-from pytest_ktinterf.processes import registry_dir
-from pytest_ktinterf.server.base import Say
+from pytest_ktinterf.progress import Say
+from pytest_ktinterf.system.registry import registry_dir
 
 EXCLUSIVE = "exclusive"
 SHARED = "shared"

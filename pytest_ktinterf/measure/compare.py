@@ -23,12 +23,12 @@ from typing import Any
 
 from pytest_ktinterf.actors.base import Actor
 from pytest_ktinterf.errors import KtInterfError
-from pytest_ktinterf.expectations import Expectation
-from pytest_ktinterf.monitor import ProcessSource, ResourceMonitor
-from pytest_ktinterf.probe import Probe
-from pytest_ktinterf.samples import RoundSample
-from pytest_ktinterf.stats import Interval, paired_ratio_ci
-from pytest_ktinterf.verdict import Verdict, decided, expect_degraded, judge
+from pytest_ktinterf.judge.expectations import Expectation
+from pytest_ktinterf.judge.stats import Interval, paired_ratio_ci
+from pytest_ktinterf.judge.verdict import Verdict, decided, expect_degraded, judge
+from pytest_ktinterf.measure.monitor import ProcessSource, ResourceMonitor
+from pytest_ktinterf.measure.probe import Probe
+from pytest_ktinterf.measure.samples import RoundSample
 
 Condition = Callable[[], contextlib.AbstractContextManager[Actor | None]]
 METRICS = ("prefill", "decode")

@@ -34,7 +34,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_ktinterf.stats import Interval
+from pytest_ktinterf.judge.stats import Interval
 
 OUTCOMES = ("unaffected", "degraded", "collapsed", "improved")
 METRICS = ("prefill", "decode", "prefill_per_stream", "decode_per_stream", "ram", "vram")

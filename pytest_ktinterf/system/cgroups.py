@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_ktinterf.errors import KtInterfError
-from pytest_ktinterf.processes import write_record
+from pytest_ktinterf.system.registry import write_record
 
 _FILES = {
     1: {"limit": "memory.limit_in_bytes", "usage": "memory.usage_in_bytes", "anon": "rss", "file": "cache"},

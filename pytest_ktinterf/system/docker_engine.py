@@ -29,7 +29,7 @@ from typing import Any
 import psutil
 
 from pytest_ktinterf.errors import KtInterfError
-from pytest_ktinterf.processes import tail_of
+from pytest_ktinterf.system.processes import tail_of
 
 LABEL = "pytest-ktinterf"  # present on everything we create; the value is the role
 OWNER_HOST = "pytest-ktinterf.owner-host"

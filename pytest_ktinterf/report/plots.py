@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pytest_ktinterf.report import (
+from pytest_ktinterf.report.record import (
     TABLE_METRICS,
     concurrency_rounds,
     is_finite,

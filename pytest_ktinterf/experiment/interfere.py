@@ -14,16 +14,16 @@ from typing import Any
 import psutil
 import pytest
 
-from pytest_ktinterf import docker_engine
 from pytest_ktinterf.actors.container import engine_cores, host_only_refusal, resolve_placement
 from pytest_ktinterf.actors.cpu import core_set
 from pytest_ktinterf.actors.registry import ACTORS, CORES, check_params
-from pytest_ktinterf.compare import Comparison, Condition, Design
 from pytest_ktinterf.errors import KtInterfError
-from pytest_ktinterf.expectations import ExpectationError, parse
-from pytest_ktinterf.experiment import ConditionSpec
+from pytest_ktinterf.experiment.schema import ConditionSpec
+from pytest_ktinterf.judge.expectations import ExpectationError, parse
+from pytest_ktinterf.measure.compare import Comparison, Condition, Design
 from pytest_ktinterf.options import Options
 from pytest_ktinterf.server import ServerHandle
+from pytest_ktinterf.system import docker_engine
 
 
 class VerdictFailure(AssertionError):

@@ -47,8 +47,8 @@ from pathlib import Path
 from typing import Any
 
 from pytest_ktinterf.actors.registry import ACTORS, check_params
-from pytest_ktinterf.compare import Design
-from pytest_ktinterf.expectations import DEFAULT_BOUNDS, OUTCOMES, Expectation, ExpectationError, parse
+from pytest_ktinterf.judge.expectations import DEFAULT_BOUNDS, OUTCOMES, Expectation, ExpectationError, parse
+from pytest_ktinterf.measure.compare import Design
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -8,7 +8,7 @@ layers make sure nothing is left running:
 2. the child asks the kernel for SIGKILL when its parent dies (``PR_SET_PDEATHSIG``), which
    covers a SIGKILL of pytest for the direct child;
 3. every live group is written to a registry directory; a new session calls
-   :func:`reap_leftovers`, which kills groups whose owning pytest is gone (grandchildren that
+   :func:`reap.reap_leftovers`, which kills groups whose owning pytest is gone (grandchildren that
    the death signal does not reach, a crashed session on another terminal).
 """
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import os
 import signal
 import subprocess
@@ -26,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+
+from pytest_ktinterf.system.registry import write_record
 
 _PR_SET_PDEATHSIG = 1
 
@@ -87,16 +88,6 @@ class Child:
             return []
 
 
-def registry_dir() -> Path:
-    """Where live process groups are recorded (machine-wide, shared by all sessions)."""
-    base = os.environ.get("KTINTERF_STATE_DIR") or os.path.join(
-        os.environ.get("XDG_RUNTIME_DIR") or "/tmp", f"pytest-ktinterf-{os.getuid()}"
-    )
-    path = Path(base) / "live"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def spawn(
     argv: Sequence[str],
     *,
@@ -120,14 +111,6 @@ def spawn(
         )
     record = _register(popen.pid, name, argv)
     return Child(popen=popen, name=name, log_path=log_path, record_path=record)
-
-
-def write_record(stem: str, payload: dict[str, object]) -> Path:
-    """Record something we own (a process group, a cgroup) with us as its owner, for the reaper."""
-    record = registry_dir() / f"{stem}.json"
-    owner = {"owner_pid": os.getpid(), "owner_create_time": psutil.Process().create_time()}
-    record.write_text(json.dumps({**payload, **owner}))
-    return record
 
 
 def _register(pid: int, name: str, argv: Sequence[str]) -> Path | None:
@@ -178,14 +161,6 @@ def terminate(child: Child, grace_s: float = 5.0) -> None:
             child.record_path.unlink()
 
 
-def _owner_alive(record: dict[str, object]) -> bool:
-    try:
-        owner = psutil.Process(int(record["owner_pid"]))  # type: ignore[arg-type]
-        return abs(owner.create_time() - float(record["owner_create_time"])) < 1.0  # type: ignore[arg-type]
-    except (psutil.NoSuchProcess, KeyError, ValueError):
-        return False
-
-
 def _leader_reused(pgid: int, create_time: float) -> bool:
     """True when ``pgid`` now names someone else's process.
 
@@ -199,44 +174,14 @@ def _leader_reused(pgid: int, create_time: float) -> bool:
         return False
 
 
-def _orphaned_records() -> list[tuple[Path, dict[str, object]]]:
-    """Registry records whose owning session is gone (unreadable ones are dropped)."""
-    orphaned = []
-    for path in sorted(registry_dir().glob("*.json")):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            path.unlink(missing_ok=True)
-            continue
-        if not _owner_alive(record):
-            orphaned.append((path, record))
-    return orphaned
-
-
-def reap_leftovers() -> list[str]:
-    """Kill process groups, then remove cgroups, left by sessions that died; a line per item.
-
-    Processes first: a cgroup can only be removed once nothing lives in it.
-    """
-    reaped: list[str] = []
-    orphaned = _orphaned_records()
-    for path, record in orphaned:
-        if record.get("kind") == "cgroup":
-            continue
-        pgid = int(record["pgid"])  # type: ignore[call-overload]
-        if _leader_reused(pgid, float(record.get("create_time", 0.0))):  # type: ignore[arg-type]
-            path.unlink(missing_ok=True)
-            continue
-        members = _group_members(pgid)
-        if members:
-            _kill_group(pgid, signal.SIGKILL)
-            psutil.wait_procs(members, timeout=5)
-            reaped.append(f"{record.get('name', '?')} (pgid {pgid}, {len(members)} processes)")
-        path.unlink(missing_ok=True)
-    from pytest_ktinterf.cgroups import reap_cgroup  # here: cgroups imports this module
-
-    for path, record in orphaned:
-        if record.get("kind") == "cgroup":
-            reaped.extend(reap_cgroup(record))
-            path.unlink(missing_ok=True)
-    return reaped
+def reap_group(record: dict[str, object]) -> list[str]:
+    """Kill a process group a dead session left running; a line for it, or none if it is gone."""
+    pgid = int(record["pgid"])  # type: ignore[call-overload]
+    if _leader_reused(pgid, float(record.get("create_time", 0.0))):  # type: ignore[arg-type]
+        return []
+    members = _group_members(pgid)
+    if not members:
+        return []
+    _kill_group(pgid, signal.SIGKILL)
+    psutil.wait_procs(members, timeout=5)
+    return [f"{record.get('name', '?')} (pgid {pgid}, {len(members)} processes)"]

@@ -1,0 +1,57 @@
+"""The registry of what this machine's sessions own: one JSON record per process group or cgroup.
+
+Every process group and memory cgroup the plugin creates is recorded here with its owner (the
+pytest process and its start time), so that a later session can reap what a killed one left
+behind. Records are written atomically: a session starting beside a live one never reads half a
+record and mistakes it for garbage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import psutil
+
+
+def registry_dir() -> Path:
+    """Where live process groups are recorded (machine-wide, shared by all sessions)."""
+    base = os.environ.get("KTINTERF_STATE_DIR") or os.path.join(
+        os.environ.get("XDG_RUNTIME_DIR") or "/tmp", f"pytest-ktinterf-{os.getuid()}"
+    )
+    path = Path(base) / "live"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_record(stem: str, payload: dict[str, object]) -> Path:
+    """Record something we own (a process group, a cgroup) with us as its owner, for the reaper."""
+    record = registry_dir() / f"{stem}.json"
+    owner = {"owner_pid": os.getpid(), "owner_create_time": psutil.Process().create_time()}
+    partial = record.with_name(f".{record.name}.{os.getpid()}.tmp")
+    partial.write_text(json.dumps({**payload, **owner}))
+    os.replace(partial, record)  # atomic: a starting session never reads half a record
+    return record
+
+
+def owner_alive(record: dict[str, object]) -> bool:
+    try:
+        owner = psutil.Process(int(record["owner_pid"]))  # type: ignore[arg-type]
+        return abs(owner.create_time() - float(record["owner_create_time"])) < 1.0  # type: ignore[arg-type]
+    except (psutil.NoSuchProcess, KeyError, ValueError):
+        return False
+
+
+def orphaned_records() -> list[tuple[Path, dict[str, object]]]:
+    """Registry records whose owning session is gone (unreadable ones are dropped)."""
+    orphaned = []
+    for path in sorted(registry_dir().glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)
+            continue
+        if not owner_alive(record):
+            orphaned.append((path, record))
+    return orphaned
