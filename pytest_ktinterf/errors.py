@@ -8,19 +8,31 @@ it as that one line (plus an optional detail block such as a server log tail).
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class KtInterfError(Exception):
     """A failure the user can act on.
 
     ``cause`` says what happened, ``fix`` what to do; ``detail`` (optional, multi-line) carries
-    evidence such as the tail of a server log.
+    evidence such as the tail of a server log. ``comparison`` is set when the error stopped a
+    comparison part-way: the partial ``Comparison`` (its finished pairs, marked aborted), which
+    the ``kt_compare`` fixture records before the error fails the test.
     """
+
+    comparison: Any = None
 
     def __init__(self, cause: str, fix: str, detail: str = "") -> None:
         self.cause = cause
         self.fix = fix
         self.detail = detail
         super().__init__(self.line())
+
+    def add_detail(self, text: str) -> None:
+        """Append an evidence block (kept after any detail the raiser already gave)."""
+        text = text.rstrip()
+        if text:
+            self.detail = f"{self.detail.rstrip()}\n{text}" if self.detail.strip() else text
 
     def line(self) -> str:
         """The single line shown to the user."""
@@ -34,5 +46,13 @@ class KtInterfError(Exception):
         return f"{self.line()}\n{indented}"
 
 
-class InvalidMeasurement(KtInterfError):
+class ServerError(KtInterfError):
+    """The server failed, died, or answered what no valid measurement can come from.
+
+    Raised by the probe; wherever the server is known (a comparison, the plugin's report hook)
+    the server's log tail is attached as ``detail``, since that is where the cause is written.
+    """
+
+
+class InvalidMeasurement(ServerError):
     """A measurement that must not be trusted (prefix-cache hit, short decode, missing tokens)."""

@@ -101,6 +101,12 @@ _OPTIONS: tuple[_Opt, ...] = (
         "auto",
     ),
     _Opt(
+        "lock-timeout",
+        "seconds an item waits for the machine lock held by another test or session before it "
+        "fails naming the holder (default 3600)",
+        "3600",
+    ),
+    _Opt(
         "max-pairs",
         "most baseline/condition pairs an undecided experiment condition may take (overrides the "
         "files' design; default: theirs)",
@@ -201,6 +207,7 @@ class Options:
     preset_args: str | None = None
     server_cpus_given: bool = False
     actors_in: str = "auto"
+    lock_timeout: float = 3600.0
 
 
 options_key = pytest.StashKey[Options]()  # where plugin.py keeps the resolved options
@@ -322,4 +329,12 @@ def from_config(config: pytest.Config) -> Options:
         preset_args=raw["preset-args"],
         server_cpus_given=cpus_text is not None,
         actors_in=_choice("actors-in", raw["actors-in"], ("auto", "host", "docker")),
+        lock_timeout=float(_int("lock-timeout", raw["lock-timeout"]) or 3600),
+    )
+
+
+def given_on_command_line(config: pytest.Config) -> bool:
+    """Whether any ``--kt-*`` option was given (command line or addopts): the user asked for us."""
+    return any(
+        config.getoption("kt_" + opt.name.replace("-", "_"), default=None) is not None for opt in _OPTIONS
     )

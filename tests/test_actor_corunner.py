@@ -8,6 +8,7 @@ import itertools
 import os
 import re
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator
 
@@ -15,6 +16,7 @@ import psutil
 import pytest
 
 from pytest_ktinterf.actors.corunner import CoRunner
+from pytest_ktinterf.actors.corunner_load import LoopCounts, RequestLoop
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.server.base import free_port
 from pytest_ktinterf.system import assets
@@ -226,3 +228,18 @@ def test_load_is_only_ever_sent_to_loopback(tmp_path):
     with pytest.raises(KtInterfError, match="not a loopback address"):
         actor.start()
     assert actor.child is None  # refused before anything was started
+
+
+def test_stopping_the_load_cuts_requests_to_a_server_that_never_answers():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)  # connections are queued, never answered
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        load = RequestLoop(url, api="chat", model=None, max_tokens=8, streams=2, timeout_s=60, name="t")
+        load.start()
+        time.sleep(0.3)
+        stopped = time.monotonic()
+        load.request_stop()
+        assert load.join(5.0)
+    assert time.monotonic() - stopped < 2.0  # far inside the 60 s request timeout
+    assert load.snapshot() == LoopCounts()  # cut short: neither completed nor failed

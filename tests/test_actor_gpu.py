@@ -24,28 +24,29 @@ from typing import Any
 import psutil
 import pytest
 
-from pytest_ktinterf.actors import gpu
-from pytest_ktinterf.actors.gpu import (
-    GIB,
-    MIB,
-    GpuCompute,
-    GpuMemoryHog,
-    check_vram_request,
+from pytest_ktinterf.actors import gpu, gpu_device
+from pytest_ktinterf.actors.gpu import GpuCompute, GpuMemoryHog
+from pytest_ktinterf.actors.gpu_child import batch_for, busy_seconds, duty_cycle
+from pytest_ktinterf.actors.gpu_device import (
     gpu_unavailable_reason,
-    mean_utilisation,
-    memory_reached,
     normalize_pci,
     normalize_uuid,
     nvml_selector,
-    process_memory,
     same_gpu,
     torch_build_has_cuda,
+)
+from pytest_ktinterf.actors.gpu_rules import (
+    GIB,
+    MIB,
+    check_vram_request,
+    mean_utilisation,
+    memory_reached,
+    process_memory,
     utilisation_reached,
     validate_duty,
     validate_gib,
     window_values,
 )
-from pytest_ktinterf.actors.gpu_child import batch_for, busy_seconds, duty_cycle
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.system.lock import measuring
 from pytest_ktinterf.system.processes import spawn, terminate
@@ -277,7 +278,8 @@ def test_invalid_compute_arguments_are_refused_before_anything_starts(tmp_path: 
 
 
 @pytest.mark.skipif(
-    GPU_REASON is None or gpu._torch_status() is None, reason="torch is installed: the child would use it"
+    GPU_REASON is None or gpu_device._torch_status() is None,
+    reason="torch is installed: the child would use it",
 )
 def test_child_without_a_framework_exits_with_a_clear_line(tmp_path: Path):
     ready = tmp_path / "x.ready"
@@ -321,7 +323,7 @@ def nvml() -> Any:
     import pynvml
 
     pynvml.nvmlInit()
-    return SimpleNamespace(lib=pynvml, handle=gpu.NvmlDevice(0).handle)
+    return SimpleNamespace(lib=pynvml, handle=gpu_device.NvmlDevice(0).handle)
 
 
 def used_bytes(nvml: Any) -> int:

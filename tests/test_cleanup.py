@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import signal
-import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -14,6 +16,7 @@ import pytest
 
 from pytest_ktinterf.system.assets import cache_dir
 from pytest_ktinterf.system.reap import reap_leftovers
+from tests.child_sessions import Child, child_process
 
 # Resolved now: pytester points HOME at a temporary directory for the sessions it starts.
 CACHE = str(cache_dir())
@@ -44,24 +47,44 @@ def wait_for(predicate, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def start_session(pytester: pytest.Pytester, state_dir: Path) -> subprocess.Popen[bytes]:
+@pytest.fixture
+def sessions(pytester: pytest.Pytester, tmp_path: Path) -> Iterator[Callable[[str], Child]]:
+    """Starts child pytest sessions that leave nothing behind, whatever the test does.
+
+    Each child runs in a session of its own with SIGINT at its default (see
+    :mod:`tests.child_sessions`). At teardown every child's process tree is killed and reaped, then
+    the reaper clears what their registry (``tmp_path``) still lists: grandchildren orphaned
+    before they were seen, and the server's memory cgroup.
+    """
+    env = {**os.environ, "KTINTERF_STATE_DIR": str(tmp_path), "KTINTERF_CACHE": CACHE}
+    numbers = itertools.count()
+    stack = contextlib.ExitStack()
+
+    def start(test_file: str) -> Child:
+        log_path = tmp_path / f"session-{next(numbers)}.log"
+        argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test_file]
+        return stack.enter_context(child_process(argv, cwd=pytester.path, env=env, log_path=log_path))
+
+    try:
+        yield start
+    finally:
+        try:
+            stack.close()
+        finally:
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv("KTINTERF_STATE_DIR", str(tmp_path))
+                reap_leftovers()
+
+
+def start_session(pytester: pytest.Pytester, sessions: Callable[[str], Child]) -> Child:
     pytester.makepyfile(test_hold=SESSION)
-    env = {**os.environ, "KTINTERF_STATE_DIR": str(state_dir), "KTINTERF_CACHE": CACHE}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_hold.py"],
-        cwd=pytester.path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+    session = sessions("test_hold.py")
+    wait_for(
+        lambda: (pytester.path / "ready").exists() or session.popen.poll() is not None, 120, "the session"
     )
-    wait_for(lambda: (pytester.path / "ready").exists() or proc.poll() is not None, 120, "the session")
-    if proc.poll() is not None:
-        raise AssertionError(proc.stdout.read().decode() if proc.stdout else "session ended early")
-    return proc
-
-
-def descendants(pid: int) -> list[psutil.Process]:
-    return psutil.Process(pid).children(recursive=True)
+    if session.popen.poll() is not None:
+        raise AssertionError(session.output() or "session ended early")
+    return session
 
 
 def alive(procs: list[psutil.Process]) -> list[str]:
@@ -75,18 +98,18 @@ def alive(procs: list[psutil.Process]) -> list[str]:
     return out
 
 
-def test_ctrl_c_stops_server_and_actors(pytester: pytest.Pytester, tmp_path, monkeypatch):
-    proc = start_session(pytester, tmp_path)
-    started = descendants(proc.pid)
+def test_ctrl_c_stops_server_and_actors(pytester: pytest.Pytester, sessions, tmp_path, monkeypatch):
+    session = start_session(pytester, sessions)
+    started = session.descendants()
     names = " ".join(p.name() for p in started)
     cmdlines = " ".join(" ".join(p.cmdline()) for p in started)
     assert "llama-server" in names and "stress-ng" in names
     assert "--stream" in cmdlines and "filler_child" in cmdlines
     cgroup = Path((pytester.path / "cgroup").read_text())
     assert cgroup.is_dir(), "the server runs in a memory cgroup of its own"
-    proc.send_signal(signal.SIGINT)
-    out = proc.communicate(timeout=60)[0].decode()
-    assert "KeyboardInterrupt" in out
+    session.interrupt()
+    session.popen.wait(timeout=60)
+    assert "KeyboardInterrupt" in session.output()
     # Fixtures stopped server and stress-ng; the orphan-maker's sleep is outside any fixture,
     # so only the reaper catches it.
     wait_for(lambda: all("sleep" in p for p in alive(started)), 15, "fixtures to stop their processes")
@@ -96,29 +119,24 @@ def test_ctrl_c_stops_server_and_actors(pytester: pytest.Pytester, tmp_path, mon
     assert alive(started) == []
 
 
-def test_sigkill_then_new_session_reaps_everything(pytester: pytest.Pytester, tmp_path):
-    proc = start_session(pytester, tmp_path)
-    direct = psutil.Process(proc.pid).children()
-    started = descendants(proc.pid)
+def test_sigkill_then_new_session_reaps_everything(pytester: pytest.Pytester, sessions, tmp_path):
+    session = start_session(pytester, sessions)
+    direct = psutil.Process(session.pid).children()
+    started = session.descendants()
     cgroup = Path((pytester.path / "cgroup").read_text())
     assert cgroup.is_dir()
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    session.popen.send_signal(signal.SIGKILL)
+    session.popen.wait(timeout=30)
     # The kernel's death signal takes the direct children; the orphaned sleep survives it.
     wait_for(lambda: alive(direct) == [], 15, "direct children to die")
     assert any("sleep" in p for p in alive(started)), "the test lost its orphan; it would prove nothing"
-    # A new session starts: the plugin reaps at session start.
-    pytester.makepyfile(test_noop="def test_noop():\n    pass\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_noop.py"],
-        cwd=pytester.path,
-        env={**os.environ, "KTINTERF_STATE_DIR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert "reaped leftover orphan-maker" in result.stdout, result.stdout
-    assert f"reaped leftover cgroup {cgroup.name}" in result.stdout, result.stdout
+    # A new session that uses the plugin starts: the plugin reaps before its first test.
+    pytester.makepyfile(test_noop="def test_noop(kt_log_dir):\n    pass\n")
+    second = sessions("test_noop.py")
+    second.popen.wait(timeout=120)
+    output = second.output()
+    assert "reaped leftover orphan-maker" in output, output
+    assert f"reaped leftover cgroup {cgroup.name}" in output, output
     assert not cgroup.exists()
     wait_for(lambda: alive(started) == [], 10, "leftovers to be reaped")
     assert list((tmp_path / "live").glob("*.json")) == []

@@ -46,7 +46,7 @@ def test_expectations_come_from_the_marker(pytester, monkeypatch, tmp_path):
 
         @pytest.mark.interference(expect={"decode": {"outcome": "degraded", "at_least": 0.3}})
         def test_it(request):
-            spec = spec_from_call(request, "cpu_stress", expect=None, label=None, streams=None,
+            spec = spec_from_call(request.node, "cpu_stress", expect=None, label=None, streams=None,
                                   baseline_streams=None, design={"min_pairs": 8, "rounds": 2},
                                   params={"cores": "server"})
             assert spec.expect["decode"].describe() == "degraded by at least 30%"

@@ -15,17 +15,12 @@ from typing import Any
 import psutil
 import pytest
 
-from pytest_ktinterf.actors.container import (
-    ActorContainer,
-    ContainerCpuStress,
-    ContainerMemoryBandwidth,
-    ContainerRamFiller,
-    engine_meminfo,
-    resolve_placement,
-)
+from pytest_ktinterf.actors.container import ContainerCpuStress, ContainerMemoryBandwidth, ContainerRamFiller
 from pytest_ktinterf.actors.memory import GIB, MIB
+from pytest_ktinterf.actors.placement import resolve_placement
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.system import docker_engine
+from pytest_ktinterf.system.engine_host import ActorContainer, engine_meminfo
 from pytest_ktinterf.system.image import default_tag
 from pytest_ktinterf.system.lock import measuring
 

@@ -121,6 +121,16 @@ def test_decide_reason_gives_the_numbers():
 # -- parse ---------------------------------------------------------------------------------
 
 
+def test_degraded_by_any_amount_is_the_direction_alone():
+    """``at_least = 0``: the whole interval below no change, however close to it."""
+    any_amount = parse("decode", {"outcome": "degraded", "at_least": 0})
+    assert any_amount.describe() == "degraded (any amount)"
+    assert any_amount.region == (0.0, 1.0)
+    assert any_amount.decide(iv(0.94, 0.96))[0] is Decision.PASS
+    assert any_amount.decide(iv(0.97, 1.01))[0] is Decision.UNDECIDED
+    assert any_amount.decide(iv(1.01, 1.05))[0] is Decision.FAIL
+
+
 def test_parse_a_word_uses_the_default_bound():
     assert parse("decode", "degraded") == Expectation("decode", "degraded", DEFAULT_BOUNDS["degraded"])
     assert parse("ram", "unaffected") == Expectation("ram", "unaffected", DEFAULT_BOUNDS["unaffected"])
@@ -234,14 +244,21 @@ def test_parse_a_table(value, expected):
             {"outcome": "degraded", "at_least": 1.5},
             "expect.decode",
             "bound 1.5 is out of range",
-            "a fraction in (0, 1)",
+            "a fraction in [0, 1)",
         ),
         (
             "decode",
-            {"outcome": "improved", "at_least": 0},
+            {"outcome": "improved", "at_least": -0.1},
+            "expect.decode",
+            "bound -0.1 is out of range",
+            "a fraction in [0, inf)",
+        ),
+        (
+            "decode",
+            {"outcome": "unaffected", "within": 0},
             "expect.decode",
             "bound 0.0 is out of range",
-            "a fraction in (0, inf)",
+            "a fraction in (0, 1)",
         ),
         ("latency", "degraded", "expect.latency", "unknown metric 'latency'", "one of " + ", ".join(METRICS)),
         ("decode", 3, "expect.decode", "got int 3", 'an outcome word ("degraded")'),

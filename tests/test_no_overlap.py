@@ -6,6 +6,8 @@ machine lock (shared) while it runs.
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import select
 import subprocess
@@ -16,24 +18,31 @@ import pytest
 
 from pytest_ktinterf.system.lock import EXCLUSIVE, SHARED
 
-TWO_EXPERIMENTS = """
-import os, pytest
+SPANS = """
+import json, os, time, pytest
 from pathlib import Path
 
 @pytest.mark.interference
 @pytest.mark.parametrize("n", range(4))
 def test_experiment(n):
-    Path(f"worker-{n}").write_text(os.environ["PYTEST_XDIST_WORKER"])
+    started = time.time()
+    time.sleep(1.0)  # a window in which a second worker, were it let in, would certainly start
+    Path(f"span-{n}-{os.environ['PYTEST_XDIST_WORKER']}").write_text(json.dumps([started, time.time()]))
 """
 
 
-def test_interference_items_run_on_one_xdist_worker(pytester: pytest.Pytester, tmp_path, monkeypatch):
+@pytest.mark.parametrize("dist", ["load", "loadgroup", "worksteal", "each"])
+def test_interference_items_never_overlap_under_xdist(pytester: pytest.Pytester, tmp_path, monkeypatch, dist):
+    """Whatever ``--dist`` does with the items (``load`` splits them, ``each`` runs them on every
+    worker, and pytest >= 9.2 ignores the node-id suffix ``loadgroup`` relies on), no two
+    interference items run at once: the machine lock serialises them across workers."""
     monkeypatch.setenv("KTINTERF_STATE_DIR", str(tmp_path))
-    pytester.makepyfile(TWO_EXPERIMENTS)
-    result = pytester.runpytest_subprocess("-n", "2", "--dist", "loadgroup")
-    result.assert_outcomes(passed=4)
-    workers = {(pytester.path / f"worker-{n}").read_text() for n in range(4)}
-    assert len(workers) == 1
+    pytester.makepyfile(SPANS)
+    result = pytester.runpytest_subprocess("-n", "2", "--dist", dist, "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=8 if dist == "each" else 4)
+    spans = sorted(json.loads(path.read_text()) for path in pytester.path.glob("span-*"))
+    assert len(spans) == (8 if dist == "each" else 4)
+    assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans)), spans
 
 
 HOLDER = """
@@ -63,10 +72,16 @@ def acquired_at(proc: subprocess.Popen[str], timeout: float) -> float | None:
 
 
 def release(proc: subprocess.Popen[str]) -> float:
+    """Tell the holder to let go; one that does not within 10 s is killed, never left behind."""
     released = time.time()
-    proc.stdin.write("\n")
-    proc.stdin.flush()
-    proc.wait(timeout=10)
+    try:
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     return released
 
 
@@ -92,3 +107,28 @@ def test_lock_modes_across_processes(tmp_path, first, second, overlap):
         for proc in (one, two):
             if proc is not None and proc.poll() is None:
                 release(proc)
+
+
+WAITER = """
+from pytest_ktinterf.system.lock import hold
+with hold("exclusive", timeout_s=1.0):
+    print("got the lock")
+"""
+
+
+def test_lock_wait_times_out_naming_the_holder(tmp_path):
+    """Run in a process of its own: this test's own process holds the default lock shared."""
+    env = {**os.environ, "KTINTERF_STATE_DIR": str(tmp_path)}
+    one = holder(EXCLUSIVE, str(tmp_path))
+    try:
+        assert acquired_at(one, 30) is not None
+        waiter = subprocess.run(
+            [sys.executable, "-c", WAITER], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert waiter.returncode != 0 and "got the lock" not in waiter.stdout
+        assert f"held after 1 s by {one.pid} (" in waiter.stderr, waiter.stderr
+        assert "--kt-lock-timeout" in waiter.stderr
+    finally:
+        release(one)
+    free = subprocess.run([sys.executable, "-c", WAITER], env=env, capture_output=True, text=True, timeout=60)
+    assert "got the lock" in free.stdout, free.stderr

@@ -1,9 +1,15 @@
-"""How the probe handles broken servers, against the FAKE broken server (see its docstring)."""
+"""How the probe handles broken servers, against the FAKE broken server (see its docstring).
+
+The co-runner's load sends the probe's requests: the same responses, counted as its errors.
+"""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+from pytest_ktinterf.actors.corunner_load import LoopCounts, RequestLoop
 from pytest_ktinterf.errors import InvalidMeasurement, KtInterfError
 from pytest_ktinterf.measure.probe import Probe, ProbeWarning
 from tests.fake_broken_server import fake_broken_server, sse, token_chunk, usage_chunk
@@ -83,3 +89,42 @@ def test_template_opening_in_cache_is_subtracted_not_rejected():
         request = probe(url).measure(1).requests[0]
     assert request.processed_tokens == 27
     assert request.prefill_tps == pytest.approx(27 / request.ttft)
+
+
+# --- the co-runner's load sends the probe's requests: the same handling, counted instead of raised ----
+
+
+def run_load(url: str, seconds: float = 0.5) -> LoopCounts:
+    load = RequestLoop(url, api="chat", model=None, max_tokens=8, streams=2, timeout_s=5.0, name="load")
+    load.start()
+    try:
+        time.sleep(seconds)
+    finally:
+        load.request_stop()
+        assert load.join(5.0)
+    return load.snapshot()
+
+
+def test_corunner_load_counts_completed_requests_and_the_servers_tokens():
+    with fake_broken_server(body=GOOD_TOKENS + usage_chunk(32, 8) + b"data: [DONE]\n\n") as url:
+        counts = run_load(url)
+    assert counts.errors == 0
+    assert counts.completed >= 1
+    assert counts.tokens >= counts.completed * 8
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "message"),
+    [
+        (500, b"out of memory", "HTTP 500: out of memory"),
+        (200, token_chunk("a") + sse({"error": {"message": "KV cache full"}}), "KV cache full"),
+        (200, token_chunk("a") + b"data: {not json\n\n", "not JSON"),
+        (200, usage_chunk(32, 0) + b"data: [DONE]\n\n", "streamed no tokens"),
+    ],
+)
+def test_corunner_load_counts_a_broken_response_as_an_error_not_a_completion(status, body, message):
+    with fake_broken_server(status=status, body=body) as url:
+        counts = run_load(url)
+    assert counts.completed == 0
+    assert counts.errors >= 1
+    assert message in counts.last_error

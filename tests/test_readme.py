@@ -16,7 +16,15 @@ def commands() -> list[str]:
 def test_readme_has_exactly_two_setup_commands():
     main_job, tests = commands()
     assert main_job.endswith("pytest -m interference experiments/")
-    assert tests.endswith("&& pytest")
+    assert tests.endswith("&& pytest && bash tests/oldest-pytest.sh")
+
+
+def test_both_commands_install_into_a_virtual_environment():
+    """A stock Debian 12 / Ubuntu 24.04 Python refuses ``pip install`` (externally managed)."""
+    for command in commands():
+        venv = "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[dev]'"
+        assert venv in command and command.count("pip install") == 1
+        assert "python3-venv" in command
 
 
 def test_ci_runs_the_readme_test_command_verbatim():

@@ -19,8 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_ktinterf.measure.samples import RequestSample, RoundSample
-from pytest_ktinterf.report.plots import effects_svg, nice_ticks, throughput_svg, write_plots
+from pytest_ktinterf.report.plots import effects_svg, throughput_svg, write_plots
 from pytest_ktinterf.report.record import Report, median_round, merge_records
+from pytest_ktinterf.report.svg import nice_ticks
 from pytest_ktinterf.report.text import render_lines
 
 SVG = "{http://www.w3.org/2000/svg}"

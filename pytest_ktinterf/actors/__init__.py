@@ -6,7 +6,8 @@ One module per resource of the report's association matrix:
 * ``bandwidth.py`` -- stress-ng ``--stream`` (memory bandwidth);
 * ``memory.py`` -- a RAM filler, idle or streaming through what it holds;
 * ``overflow.py`` -- RAM overflow, contained in a memory cgroup or on the host (swap);
-* ``gpu.py`` -- a GPU-memory hog and a GPU compute load (NVIDIA, through NVML);
+* ``gpu.py`` -- a GPU-memory hog and a GPU compute load (NVIDIA, through NVML: ``gpu_device.py``;
+  their pure decisions: ``gpu_rules.py``);
 * ``corunner.py`` -- any command, e.g. a second model server, with an optional request loop.
 """
 

@@ -37,8 +37,8 @@ class MemoryBandwidth(CpuStress):
     stressor: str = "stream"
     name: str = "memory-bandwidth"
 
-    def evidence(self) -> dict[str, Any]:
-        record = super().evidence()
+    def _live_evidence(self) -> dict[str, Any]:
+        record = super()._live_evidence()
         record["kind"] = "memory-bandwidth"
         rates = None
         if self.finished():

@@ -75,10 +75,17 @@ def wait_for(
 
 @dataclass
 class Actor:
-    """Base class: subclasses implement ``_start``, ``_stop``, ``check`` and ``evidence``."""
+    """Base class: subclasses implement ``_start``, ``_stop``, ``check`` and ``_live_evidence``.
+
+    Evidence is frozen here, once for every actor: ``stop()`` reads the live record while the
+    pressure is still there (``_pressure_alive``) and before ``_stop()`` gives the resource back,
+    and ``evidence()`` returns that record from then on. Read any later, it would describe the
+    release (a terminated filler holds nothing), not the alive window the measurements ran in.
+    """
 
     name: str = "actor"
     window: Window = field(default_factory=Window)
+    _frozen: dict[str, Any] | None = field(default=None, init=False, repr=False)
 
     def start(self) -> None:
         self._start()
@@ -88,13 +95,39 @@ class Actor:
         """Idempotent: safe to call twice, after a failed start, and from fixture teardown."""
         if self.window.started is not None and self.window.stopped is None:
             self.window.stopped = time.perf_counter()
-        self._stop()
+        try:
+            if self._frozen is None and self._pressure_alive():
+                self._settle_evidence()
+                self._frozen = self._live_evidence()
+        finally:
+            self._stop()
 
     def check(self) -> None:
         """Raise if the pressure is no longer there (called after a measurement window)."""
 
     def evidence(self) -> dict[str, Any]:
+        """What the actor achieved: over its whole alive window once stopped, live until then."""
+        return self._frozen if self._frozen is not None else self._live_evidence()
+
+    def _live_evidence(self) -> dict[str, Any]:
+        """The record as measured now (``kind``, ``target``, ``achieved``, ``unit`` and details)."""
         return {"name": self.name}
+
+    def _pressure_alive(self) -> bool:
+        """Whether, at ``stop()``, the live record still describes the pressure, so it is frozen.
+
+        True while the pressure is in place (its process alive, its limit set). The default,
+        False, freezes nothing: such an actor's evidence stays live after stop, for figures that
+        exist only once it has ended (stress-ng prints its own metrics at exit).
+        """
+        return False
+
+    def _settle_evidence(self) -> None:
+        """Bring the live record up to date just before it is frozen (default: nothing to do).
+
+        A last reading (which fails quietly: a weakened pressure shows in the record), or stopping
+        a sampler, so that nothing read during the release can count as the alive window.
+        """
 
     def _start(self) -> None:
         raise NotImplementedError

@@ -13,15 +13,14 @@ Each container is pinned with ``cpuset_cpus``, has no network, carries the plugi
 killed session's leftovers are reaped by the next one) and is always removed on stop. Memory
 safety is the same rule as on this host (``memory.plan_fill``), applied to the engine host's own
 ``/proc/meminfo``, read in a throwaway container.
+
+What the engine's host has and the actor's container itself are ``system/engine_host.py``;
+whether actors run here or there (``--kt-actors-in``) is ``placement.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from pytest_ktinterf.actors.bandwidth import MemoryBandwidth
@@ -38,197 +37,21 @@ from pytest_ktinterf.actors.memory import (
 )
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.options import format_cpu_list, parse_cpu_list
-from pytest_ktinterf.system import docker_engine
-from pytest_ktinterf.system.image import CAT_IN_IMAGE, STRESS_NG_IN_IMAGE, default_tag, image_tools
+from pytest_ktinterf.system.engine_host import (
+    ActorContainer,
+    check_cores,
+    engine_meminfo,
+    require_tool,
+)
+from pytest_ktinterf.system.image import STRESS_NG_IN_IMAGE, default_tag
 
 OFF_CORE_SLACK = 0.02  # CPU time allowed outside the pinned cores (the engine's own bookkeeping)
-
-
-def require_tool(client: Any, image: str, tool: str) -> None:
-    """The image exists on the engine and holds ``tool``; else an error naming the command to run."""
-    tools = image_tools(client, image)
-    if tools is None:
-        raise KtInterfError(
-            f"actor image {image!r} is not on the Docker engine at {docker_engine.engine_address()}",
-            "import it there: python -m pytest_ktinterf docker (with DOCKER_HOST pointing at it)",
-        )
-    if tool not in tools:
-        raise KtInterfError(
-            f"actor image {image!r} has no {tool} (it holds {', '.join(tools) or 'nothing we know'})",
-            f"install {tool} on the machine that builds the image, then python -m pytest_ktinterf docker",
-        )
-
-
-def engine_meminfo(client: Any, image: str) -> dict[str, int]:
-    """The engine host's ``/proc/meminfo`` in bytes, read by ``cat`` in a throwaway container.
-
-    Without lxcfs a container's ``/proc/meminfo`` is the host's: this is what the engine host's
-    kernel says is available, which is what the memory-safety rule needs.
-    """
-    require_tool(client, image, "cat")
-    raw = client.containers.run(
-        image,
-        [CAT_IN_IMAGE, "/proc/meminfo"],
-        remove=True,
-        network_mode="none",
-        labels=docker_engine.labels("meminfo"),
-    )
-    info: dict[str, int] = {}
-    for row in raw.decode(errors="replace").splitlines():
-        key, _, rest = row.partition(":")
-        parts = rest.split()
-        if parts and parts[0].isdigit():
-            info[key.strip()] = int(parts[0]) * (1024 if parts[1:] == ["kB"] else 1)
-    if "MemAvailable" not in info or "MemTotal" not in info:
-        raise KtInterfError(
-            "the engine host's /proc/meminfo has no MemAvailable", "the engine's kernel is too old (< 3.14)"
-        )
-    return info
-
-
-def engine_cores(client: Any) -> list[int]:
-    """The engine host's cores: all of them, as the engine reports (``NCPU``)."""
-    return list(range(int(client.info().get("NCPU") or 1)))
-
-
-def check_cores(cores: list[int], client: Any) -> list[int]:
-    """``cores`` exist on the engine host; else an error listing the ones that do."""
-    have = engine_cores(client)
-    missing = sorted(set(cores) - set(have))
-    if missing:
-        raise KtInterfError(
-            f"cores {format_cpu_list(missing)} do not exist on the Docker engine's host "
-            f"(it has {format_cpu_list(have)})",
-            f"choose cores from {format_cpu_list(have)}",
-        )
-    return cores
-
-
-@dataclass
-class ActorContainer:
-    """One actor's container: pinned, labelled, measured through the engine's API, always removed."""
-
-    container: Any
-    pump: docker_engine.LogPump
-    removed: bool = False
-
-    @classmethod
-    def start(
-        cls,
-        client: Any,
-        *,
-        image: str,
-        argv: list[str],
-        name: str,
-        cpus: list[int] | None,
-        log_path: Path,
-        mem_limit: int | None = None,
-    ) -> ActorContainer:
-        container = client.containers.create(
-            image,
-            command=argv,
-            cpuset_cpus=format_cpu_list(cpus) if cpus else None,
-            mem_limit=mem_limit,
-            memswap_limit=mem_limit,
-            oom_score_adj=1000 if mem_limit else None,  # if the kernel must kill, it kills the actor
-            network_mode="none",
-            labels=docker_engine.labels("actor", actor=name),
-            name=f"ktinterf-actor-{_safe(name)}-{time.monotonic_ns() % 10**9}",
-            detach=True,
-        )
-        try:
-            container.start()
-        except Exception as exc:
-            docker_engine.remove(container, grace_s=1)
-            raise KtInterfError(
-                f"the engine could not start the {name} container ({exc})",
-                "check the actor's cores and memory against the engine host",
-            ) from exc
-        return cls(container, docker_engine.LogPump(container, log_path))
-
-    @property
-    def name(self) -> str:
-        return str(self.container.name)
-
-    def _state(self) -> dict[str, Any]:
-        import docker.errors
-
-        if self.removed:
-            return {}
-        try:
-            self.container.reload()
-        except docker.errors.NotFound:
-            return {}
-        return dict(self.container.attrs.get("State") or {})
-
-    def running(self) -> bool:
-        return bool(self._state().get("Running"))
-
-    def exit_code(self) -> int | None:
-        code = self._state().get("ExitCode")
-        return None if code is None else int(code)
-
-    def stats(self) -> dict[str, Any]:
-        """One reading of the engine's accounting (no 1 s wait: ``one_shot``)."""
-        return dict(self.container.stats(stream=False, one_shot=True) or {})
-
-    def cpu_clock(self) -> tuple[float, float]:
-        """(CPU seconds used, the engine's time of that reading in epoch seconds).
-
-        The engine collects stats about once a second and a one-shot call waits for the next
-        collection, so shares of a core are computed on the engine's timestamps, never on ours.
-        """
-        stats = self.stats()
-        usage = stats.get("cpu_stats", {}).get("cpu_usage", {})
-        return float(usage.get("total_usage") or 0) / 1e9, engine_time(str(stats.get("read", "")))
-
-    def per_core_seconds(self, stats: dict[str, Any] | None = None) -> list[float] | None:
-        """CPU seconds per host core (cgroup v1 engines report them; v2 engines do not)."""
-        usage = (stats or self.stats()).get("cpu_stats", {}).get("cpu_usage", {})
-        per_core = usage.get("percpu_usage")
-        return [float(ns) / 1e9 for ns in per_core] if per_core else None
-
-    def tasks(self, stats: dict[str, Any] | None = None) -> int:
-        return int((stats or self.stats()).get("pids_stats", {}).get("current") or 0)
-
-    def anon_bytes(self, stats: dict[str, Any] | None = None) -> int:
-        """Anonymous memory charged to the container (v1 ``rss``, v2 ``anon``)."""
-        memory = (stats or self.stats()).get("memory_stats", {}).get("stats") or {}
-        return int(memory.get("rss", memory.get("anon", 0)))
-
-    def remove(self) -> None:
-        """Stop (SIGTERM, so stress-ng prints its metrics), keep the log, remove. Idempotent."""
-        if self.removed:
-            return
-        import docker.errors
-
-        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-            self.container.stop(timeout=5)
-        self.pump.join()
-        docker_engine.remove(self.container, grace_s=1)
-        self.removed = True
-
-
-def engine_time(stamp: str) -> float:
-    """An engine timestamp (RFC 3339 with nanoseconds, ``2026-11-25T10:57:00.229991905Z``) in
-    epoch seconds; ``time.time()`` where the engine gave none."""
-    whole, _, rest = stamp.rstrip("Z").partition(".")
-    try:
-        moment = datetime.fromisoformat(whole).replace(tzinfo=timezone.utc)
-    except ValueError:
-        return time.time()
-    digits = "".join(ch for ch in rest if ch.isdigit())
-    return moment.timestamp() + (int(digits) / 10 ** len(digits) if digits else 0.0)
 
 
 def _engine(client: Any, actor: str) -> Any:
     if client is None:
         raise KtInterfError(f"{actor}: no Docker engine client", "pass client=docker_engine.connect()")
     return client
-
-
-def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in name).strip("-.") or "actor"
 
 
 @dataclass
@@ -308,8 +131,8 @@ class ContainerCpuStress(CpuStress):
     def finished(self) -> bool:
         return self.container is not None and self.container.removed
 
-    def evidence(self) -> dict[str, Any]:
-        record = super().evidence()
+    def _live_evidence(self) -> dict[str, Any]:
+        record = super()._live_evidence()
         record["placement"] = "docker"
         record["container"] = self.container.name if self.container is not None else None
         return record
@@ -458,33 +281,9 @@ class ContainerRamFiller(RamFiller):
             )
         self._achieved = achieved
 
+    def _pressure_alive(self) -> bool:
+        return self.container is not None and self.container.running()
+
     def _stop(self) -> None:
-        if self.container is None:
-            return
-        if self._frozen is None and self.container.running():
-            with contextlib.suppress(KtInterfError):
-                self.check()
-            self._frozen = self.evidence()
-        self.container.remove()
-
-
-def resolve_placement(actors_in: str, backend: str) -> str:
-    """``host`` or ``docker`` for ``--kt-actors-in``: auto is docker beside a remote engine's server."""
-    if actors_in in ("host", "docker"):
-        return actors_in
-    return "docker" if backend == "docker" and not docker_engine.engine_is_local() else "host"
-
-
-def host_only_refusal(actors_in: str, backend: str, what: str) -> KtInterfError | None:
-    """Why an actor that cannot run in a container must not run here, or None where it may.
-
-    One rule for both the fixtures (which raise it) and the experiment rows (which skip with it):
-    under docker placement such an actor would load the runner, not the engine's host.
-    """
-    if resolve_placement(actors_in, backend) != "docker":
-        return None
-    return KtInterfError(
-        f"the {what} actor runs only on this host, and actors are placed in containers on the "
-        f"Docker engine (--kt-actors-in={actors_in}, engine {docker_engine.engine_address()})",
-        "run pytest on the engine's host, or pass --kt-actors-in host to load this host anyway",
-    )
+        if self.container is not None:
+            self.container.remove()

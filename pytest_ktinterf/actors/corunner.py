@@ -5,33 +5,29 @@ the one being measured, in two states: *idle*, holding its model in memory, and 
 This actor runs any command as that workload, pinned to chosen cores in its own process group, and
 proves the state before a measurement starts:
 
-* busy (``request_loop``): a background thread keeps streaming completion requests at the co-runner's
-  own loopback URL; the proof is that requests complete *and* that the co-runner's process tree burns
-  at least ``min_cpu_share`` of a core (CPU seconds per wall second, summed over the tree), so a
-  co-runner that answers but is starved, or loops on errors, never counts as pressure;
+* busy (``request_loop``): a background thread keeps streaming completion requests (the probe's
+  own, see ``corunner_load.py``) at the co-runner's loopback URL; the proof is that requests
+  complete *and* that the co-runner's process tree burns at least ``min_cpu_share`` of a core (CPU
+  seconds per wall second, summed over the tree), so a co-runner that answers but is starved, or
+  loops on errors, never counts as pressure;
 * idle holding memory (``min_rss_mib``): the proof is the tree's resident set size;
 * any other command with neither: its tree's CPU share, so nothing starts without a measured proof.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import ipaddress
-import json
 import shutil
-import threading
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 
 from pytest_ktinterf.actors.base import Actor, wait_for
+from pytest_ktinterf.actors.corunner_load import LoopCounts, RequestLoop, is_loopback_url
+from pytest_ktinterf.actors.proc_tree import escaped_cores, tree_cpu_seconds, tree_rss_mib
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.options import format_cpu_list
 from pytest_ktinterf.server.base import Say, free_port, wait_ready
@@ -39,199 +35,9 @@ from pytest_ktinterf.server.embedded import llama_server_argv
 from pytest_ktinterf.system.assets import EmbeddedAssets
 from pytest_ktinterf.system.processes import Child, spawn, terminate
 
+__all__ = ["KIND", "CoRunner", "LoopCounts"]
+
 KIND = "co-runner"
-_PROMPT = (
-    "Tell a long story about a river that runs past old stone mills while lanterns glow over quiet "
-    "streets and travellers trade stories of distant mountains, harbours, markets and storms."
-)
-
-
-def _is_loopback_url(url: str) -> bool:
-    """Whether ``url`` names this machine's loopback interface (the only place we send load)."""
-    try:
-        host = httpx.URL(url).host
-    except httpx.InvalidURL:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _tree_cpu_seconds(procs: Sequence[psutil.Process]) -> float:
-    """User + system CPU seconds of ``procs``, including children they have already reaped.
-
-    Counting reaped children keeps short-lived helpers of a shell-wrapped command from vanishing
-    out of the share between two readings.
-    """
-    total = 0.0
-    for proc in procs:
-        try:
-            times = proc.cpu_times()
-        except psutil.Error:
-            continue
-        total += times.user + times.system + times.children_user + times.children_system
-    return total
-
-
-def _tree_rss_mib(procs: Sequence[psutil.Process]) -> float:
-    total = 0
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            total += proc.memory_info().rss
-    return total / 2**20
-
-
-@dataclass(frozen=True)
-class LoopCounts:
-    """What the request loop has done so far (a consistent snapshot)."""
-
-    completed: int = 0
-    tokens: int = 0
-    errors: int = 0
-    last_error: str = ""
-
-
-class _RequestFailed(Exception):
-    """A co-runner request that did not produce a complete streamed answer."""
-
-
-class _RequestLoop:
-    """``streams`` threads, each sending one streaming completion request after another until stopped.
-
-    Bounded by construction: every request has a timeout, the threads are daemons, and a stop request
-    is noticed between stream chunks, so :meth:`stop` returns promptly while the server is alive (and
-    at once when it has been killed, because the open stream then fails).
-    """
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        api: str,
-        model: str | None,
-        max_tokens: int,
-        streams: int,
-        timeout_s: float,
-        name: str,
-    ) -> None:
-        self.url = url.rstrip("/")
-        self.api = api
-        self.model = model
-        self.max_tokens = max_tokens
-        self.streams = streams
-        self.timeout = httpx.Timeout(timeout_s, connect=2.0)
-        self.name = name
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._counts = LoopCounts()
-        self._threads: list[threading.Thread] = []
-
-    @property
-    def path(self) -> str:
-        return "/v1/chat/completions" if self.api == "chat" else "/v1/completions"
-
-    def start(self) -> None:
-        for i in range(self.streams):
-            thread = threading.Thread(target=self._run, name=f"{self.name}-requests-{i}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-
-    def request_stop(self) -> None:
-        self._stop.set()
-
-    def join(self, timeout_s: float) -> bool:
-        """Wait for every thread to end; True when none is left."""
-        deadline = time.monotonic() + timeout_s
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        return not any(thread.is_alive() for thread in self._threads)
-
-    def snapshot(self) -> LoopCounts:
-        with self._lock:
-            return self._counts
-
-    def _add(self, **delta: Any) -> None:
-        with self._lock:
-            counts = self._counts
-            self._counts = dataclasses.replace(
-                counts,
-                completed=counts.completed + delta.get("completed", 0),
-                tokens=counts.tokens + delta.get("tokens", 0),
-                errors=counts.errors + delta.get("errors", 0),
-                last_error=delta.get("last_error", counts.last_error),
-            )
-
-    def _body(self) -> dict[str, Any]:
-        # A fresh nonce first, so no prefix cache turns the co-runner's prefill into a lookup.
-        text = f"{uuid.uuid4().hex[:16]} {_PROMPT}"
-        body: dict[str, Any] = {
-            "max_tokens": self.max_tokens,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-            "ignore_eos": True,
-            "temperature": 0.0,
-        }
-        if self.model:
-            body["model"] = self.model
-        if self.api == "chat":
-            body["messages"] = [{"role": "user", "content": text}]
-        else:
-            body["prompt"] = text
-        return body
-
-    def _run(self) -> None:
-        # trust_env=False: a proxy from the environment must never carry loopback load elsewhere.
-        with httpx.Client(timeout=self.timeout, trust_env=False) as client:
-            while not self._stop.is_set():
-                try:
-                    self._one(client)
-                except Exception as exc:  # any failure must surface in check(), not kill the thread
-                    if self._stop.is_set():
-                        return  # the server was stopped under us: not a co-runner failure
-                    self._add(errors=1, last_error=f"{type(exc).__name__}: {exc}"[:300])
-                    self._stop.wait(0.2)  # do not spin on a failing server
-
-    def _one(self, client: httpx.Client) -> None:
-        counted = 0
-        usage_tokens: int | None = None
-        with client.stream("POST", self.url + self.path, json=self._body()) as response:
-            if response.status_code != 200:
-                text = response.read().decode("utf-8", "replace")[:200]
-                raise _RequestFailed(f"POST {self.path} answered HTTP {response.status_code}: {text}")
-            for line in response.iter_lines():
-                if self._stop.is_set():
-                    return  # abandoned at stop: neither completed nor failed
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    break
-                chunk = json.loads(data)
-                if not isinstance(chunk, dict):
-                    raise _RequestFailed(f"stream chunk is not a JSON object: {data[:80]!r}")
-                if "error" in chunk:
-                    raise _RequestFailed(f"error mid-stream: {str(chunk['error'])[:200]}")
-                if self._carries_token(chunk):
-                    counted += 1
-                    self._add(tokens=1)  # live, so a window shorter than a request still sees work
-                usage = chunk.get("usage")
-                if isinstance(usage, dict) and usage.get("completion_tokens"):
-                    usage_tokens = int(usage["completion_tokens"])
-        if not counted and not usage_tokens:
-            raise _RequestFailed(f"POST {self.path} streamed no tokens")
-        # The server's own count wins: one chunk may carry several tokens.
-        self._add(completed=1, tokens=(usage_tokens - counted) if usage_tokens else 0)
-
-    def _carries_token(self, chunk: dict[str, Any]) -> bool:
-        choices = chunk.get("choices") or []
-        if not choices or not isinstance(choices[0], dict):
-            return False
-        if self.api == "chat":
-            return bool((choices[0].get("delta") or {}).get("content"))
-        return bool(choices[0].get("text"))
 
 
 @dataclass
@@ -262,7 +68,7 @@ class CoRunner(Actor):
     say: Say | None = None
     name: str = "co-runner"
     child: Child | None = field(default=None, init=False, repr=False)
-    _loop: _RequestLoop | None = field(default=None, init=False, repr=False)
+    _loop: RequestLoop | None = field(default=None, init=False, repr=False)
     _t0: float | None = field(default=None, init=False, repr=False)
     _cpu_at_t0: float = field(default=0.0, init=False, repr=False)
     _tokens_at_t0: int = field(default=0, init=False, repr=False)
@@ -363,9 +169,9 @@ class CoRunner(Actor):
 
     def _measure_share(self) -> float:
         """CPU share of the tree over one ``share_window_s`` (a measurement, not a wait)."""
-        cpu0, t0 = _tree_cpu_seconds(self._procs()), time.monotonic()
+        cpu0, t0 = tree_cpu_seconds(self._procs()), time.monotonic()
         time.sleep(self.share_window_s)
-        cpu1, t1 = _tree_cpu_seconds(self._procs()), time.monotonic()
+        cpu1, t1 = tree_cpu_seconds(self._procs()), time.monotonic()
         return max(0.0, cpu1 - cpu0) / (t1 - t0)
 
     # -- Actor --------------------------------------------------------------------------------------
@@ -387,7 +193,7 @@ class CoRunner(Actor):
                 f"co-runner {self.name} has request_loop=True but no url",
                 "pass the url of the OpenAI-compatible server its command starts",
             )
-        if self.url is not None and not _is_loopback_url(self.url):
+        if self.url is not None and not is_loopback_url(self.url):
             raise KtInterfError(
                 f"co-runner url {self.url} is not a loopback address",
                 "a co-runner is started on this machine; give it http://127.0.0.1:PORT",
@@ -421,7 +227,7 @@ class CoRunner(Actor):
             measured.append(f"{counts.completed} requests completed, {counts.tokens} tokens")
             done = counts.completed >= 1
         if self.min_rss_mib is not None:
-            rss = _tree_rss_mib(self._procs())
+            rss = tree_rss_mib(self._procs())
             measured.append(f"RSS {rss:.0f} MiB")
             done = done and rss >= self.min_rss_mib
         if self.proves_cpu and done:  # the share window costs time: only once the rest holds
@@ -452,7 +258,7 @@ class CoRunner(Actor):
             self._check_affinity()
             if self.request_loop:
                 assert self.url is not None
-                self._loop = _RequestLoop(
+                self._loop = RequestLoop(
                     self.url,
                     api=self.api,
                     model=self.model,
@@ -471,7 +277,7 @@ class CoRunner(Actor):
                 progress=self.say,
             )
             self._t0 = time.monotonic()
-            self._cpu_at_t0 = _tree_cpu_seconds(self._procs())
+            self._cpu_at_t0 = tree_cpu_seconds(self._procs())
             self._mark = self._loop.snapshot() if self._loop is not None else LoopCounts()
             self._tokens_at_t0 = self._mark.tokens
         except BaseException:
@@ -481,17 +287,14 @@ class CoRunner(Actor):
     def _check_affinity(self) -> None:
         if not self.cpus:
             return
-        for proc in self._procs():
-            try:
-                allowed = set(proc.cpu_affinity() or [])
-            except psutil.Error:
-                continue
-            if not allowed <= set(self.cpus):
-                raise KtInterfError(
-                    f"co-runner {self.name} process {proc.pid} may run on cores {sorted(allowed)}, "
-                    f"outside the requested {format_cpu_list(self.cpus)}",
-                    "the command changes its own CPU affinity; remove its pinning options",
-                )
+        escaped = escaped_cores(self._procs(), self.cpus)
+        if escaped is not None:
+            pid, allowed = escaped
+            raise KtInterfError(
+                f"co-runner {self.name} process {pid} may run on cores {allowed}, "
+                f"outside the requested {format_cpu_list(self.cpus)}",
+                "the command changes its own CPU affinity; remove its pinning options",
+            )
 
     def check(self) -> None:
         """Refuse the last window if the co-runner died, its requests failed or stalled, or RSS fell.
@@ -527,7 +330,7 @@ class CoRunner(Actor):
             )
             self._mark = loop.snapshot()
         if self.min_rss_mib is not None:
-            rss = _tree_rss_mib(self._procs())
+            rss = tree_rss_mib(self._procs())
             if rss < self.min_rss_mib:
                 raise KtInterfError(
                     f"co-runner {self.name}'s RSS fell to {rss:.0f} MiB (asked >= {self.min_rss_mib:.0f})",
@@ -543,7 +346,7 @@ class CoRunner(Actor):
         if self._t0 is not None:
             wall = time.monotonic() - self._t0
             if wall >= self.share_window_s:  # shorter windows are noise; keep the start's proof
-                share = max(0.0, _tree_cpu_seconds(procs) - self._cpu_at_t0) / wall
+                share = max(0.0, tree_cpu_seconds(procs) - self._cpu_at_t0) / wall
             if wall > 0:
                 tokens_per_s = (counts.tokens - self._tokens_at_t0) / wall
         return {
@@ -552,7 +355,7 @@ class CoRunner(Actor):
             "tokens_generated": counts.tokens,
             "tokens_per_s": tokens_per_s,
             "cpu_share": share,
-            "rss_mib": _tree_rss_mib(procs) if procs else None,
+            "rss_mib": tree_rss_mib(procs) if procs else None,
         }
 
     def evidence(self) -> dict[str, Any]:

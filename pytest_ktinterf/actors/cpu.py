@@ -224,7 +224,7 @@ class CpuStress(Actor):
                 "the measurement is refused; check what else runs on these cores",
             )
 
-    def evidence(self) -> dict[str, Any]:
+    def _live_evidence(self) -> dict[str, Any]:
         share = self.achieved_share()
         return {
             "name": self.name,

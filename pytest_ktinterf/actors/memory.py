@@ -118,7 +118,6 @@ class RamFiller(Actor):
     child: Child | None = None
     target_bytes: int = 0
     _achieved: dict[str, Any] = field(default_factory=dict)
-    _frozen: dict[str, Any] | None = None
 
     @property
     def kind(self) -> str:
@@ -263,9 +262,7 @@ class RamFiller(Actor):
             raise KtInterfError(f"{self.name} stopped streaming through its memory", "see its log")
         self._achieved = achieved
 
-    def evidence(self) -> dict[str, Any]:
-        if self._frozen is not None:
-            return self._frozen
+    def _live_evidence(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "kind": self.kind,
@@ -276,12 +273,16 @@ class RamFiller(Actor):
             **self._achieved,
         }
 
+    def _pressure_alive(self) -> bool:
+        return self.child is not None and self.child.alive()
+
+    def _settle_evidence(self) -> None:
+        """A last reading; if the pressure weakened, the record keeps the last one that held."""
+        with contextlib.suppress(KtInterfError):
+            self.check()
+
     def _stop(self) -> None:
         if self.child is not None:
-            if self._frozen is None and self.child.alive():
-                with contextlib.suppress(KtInterfError):
-                    self.check()
-                self._frozen = self.evidence()
             terminate(self.child)
         for path in (self._status_path, self._status_path.with_suffix(".tmp"), self._grow_path):
             path.unlink(missing_ok=True)

@@ -82,7 +82,6 @@ class ContainedOverflow(Actor):
     _before: dict[str, int] = field(default_factory=dict)
     _faults_at_start: int = 0
     _achieved: dict[str, Any] = field(default_factory=dict)
-    _frozen: dict[str, Any] | None = None
 
     def plan_limit(self, anon: int, file_pages: int) -> int:
         if self.limit_mib is not None:
@@ -160,9 +159,7 @@ class ContainedOverflow(Actor):
             )
         self._achieved = achieved
 
-    def evidence(self) -> dict[str, Any]:
-        if self._frozen is not None:
-            return self._frozen
+    def _live_evidence(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "kind": "ram-overflow-contained",
@@ -172,13 +169,17 @@ class ContainedOverflow(Actor):
             **self._achieved,
         }
 
+    def _pressure_alive(self) -> bool:
+        return self.cgroup is not None and self._limited and bool(self.cgroup.pids())
+
+    def _settle_evidence(self) -> None:
+        """A last reading; if the pressure weakened, the record keeps the last one that held."""
+        with contextlib.suppress(KtInterfError, OSError):
+            self.check()
+
     def _stop(self) -> None:
         if self.cgroup is None or not self._limited:
             return
-        if self._frozen is None and self.cgroup.pids():
-            with contextlib.suppress(KtInterfError, OSError):
-                self.check()
-            self._frozen = self.evidence()
         self.cgroup.unlimit()
         self._limited = False
 
@@ -264,9 +265,7 @@ class HostOverflow(RamFiller):
                 "the measurement is refused: the host was not overflowing during the window",
             )
 
-    def evidence(self) -> dict[str, Any]:
-        if self._frozen is not None:
-            return self._frozen
-        record = super().evidence()
+    def _live_evidence(self) -> dict[str, Any]:
+        record = super()._live_evidence()
         record.update(target=self.overflow_gib * GIB / MIB, achieved=self._achieved.get("overflow_mib"))
         return record

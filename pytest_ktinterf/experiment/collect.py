@@ -8,6 +8,8 @@ first), so asking for prefill and decode costs one set of trials, not two.
 from __future__ import annotations
 
 import functools
+import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,9 @@ import psutil
 import pytest
 
 from pytest_ktinterf.actors.gpu import gpu_unavailable_reason
-from pytest_ktinterf.experiment.interfere import VerdictFailure, run
+from pytest_ktinterf.experiment import outcomes
+from pytest_ktinterf.experiment.interfere import run
+from pytest_ktinterf.experiment.outcomes import Outcome
 from pytest_ktinterf.experiment.schema import (
     ConditionSpec,
     Experiment,
@@ -29,8 +33,9 @@ from pytest_ktinterf.experiment.schema import (
 )
 from pytest_ktinterf.measure.compare import Comparison
 from pytest_ktinterf.options import options_key
+from pytest_ktinterf.testbed import Testbed
 
-EXPERIMENTS_DIR = "experiments"
+EXPERIMENTS_INI = "kt_experiments"  # ini: files or folders whose TOML files are experiments
 
 
 @functools.cache
@@ -53,8 +58,25 @@ def resolve_profile(setting: str, rootpath: Path, directory: Path) -> Profile | 
     return load_profile(path)
 
 
-def is_experiment_file(file_path: Path) -> bool:
-    return file_path.suffix == ".toml" and file_path.parent.name == EXPERIMENTS_DIR
+DECLARES_EXPERIMENT = re.compile(r"^\s*\[\s*experiment\s*\]\s*(#.*)?$", re.MULTILINE)
+
+
+def is_experiment_file(file_path: Path, config: pytest.Config) -> bool:
+    """A TOML file with a top-level ``[experiment]`` table, or one under an ini ``kt_experiments`` path.
+
+    Recognised by content, not by folder name: ML projects keep their own TOML configs in
+    ``experiments/`` folders, and those must be left alone. The table is found by a line match,
+    not by parsing, so a broken experiment file is still ours and gets its error.
+    """
+    if file_path.suffix != ".toml":
+        return False
+    declared = [Path(p) for p in config.getini(EXPERIMENTS_INI)]
+    if any(file_path == p or p in file_path.parents for p in declared):
+        return True
+    try:
+        return DECLARES_EXPERIMENT.search(file_path.read_text(errors="replace")) is not None
+    except OSError:
+        return False
 
 
 class ExperimentFile(pytest.File):
@@ -71,7 +93,8 @@ class ExperimentFile(pytest.File):
             self.experiment = apply_profile(experiment, self.profile)
         except ExperimentFileError as exc:
             raise self.CollectError(f"{exc}") from None
-        self.outcomes: dict[str, Comparison | BaseException] = {}
+        self.outcomes: dict[str, Outcome] = {}
+        self.errors: dict[str, BaseException] = {}
         for condition in self.experiment.conditions:
             for metric in condition.expect:
                 yield ConditionItem.from_parent(
@@ -99,28 +122,30 @@ def _selected_metrics(node: ExperimentFile, condition: ConditionSpec) -> set[str
 
 
 def _item_function(node: ExperimentFile, condition: ConditionSpec, metric: str) -> Any:
-    def experiment_condition(request: pytest.FixtureRequest) -> None:
-        outcome = node.outcomes.get(condition.id)
+    key = f"{node.path.stem}-{condition.id}"
+
+    def experiment_condition(kt_testbed: Testbed) -> None:
+        if condition.id in node.errors:  # this process measured and failed: the same error again
+            raise node.errors[condition.id]
+        shared = outcomes.run_dir(node.config)
+        outcome = node.outcomes.get(condition.id) or outcomes.read(shared, key)
         if outcome is None:
             try:
-                outcome = run(
-                    request,
+                result: Comparison | BaseException = run(
+                    kt_testbed,
                     condition,
                     metrics=_selected_metrics(node, condition) or None,
                     experiment=str(node.path.relative_to(node.config.rootpath)),
                 )
             except BaseException as exc:  # skips too: the condition's other items share the outcome
-                node.outcomes[condition.id] = exc
-                raise
+                result = exc
+                node.errors[condition.id] = exc
+            outcome = Outcome.of(result, worker=os.environ.get("PYTEST_XDIST_WORKER", ""))
             node.outcomes[condition.id] = outcome
-        if isinstance(outcome, BaseException):
-            raise outcome
-        verdict = next((v for v in outcome.verdicts if v.metric == metric), None)
-        if verdict is None:
-            pytest.skip(f"{metric} was not measured in every trial (vram needs a GPU)")
-        print(verdict.line())
-        if not verdict.passed:
-            raise VerdictFailure(verdict.line())
+            outcomes.write(shared, key, outcome)
+            if isinstance(result, BaseException):
+                raise result
+        print(outcome.judge(condition.id, metric))
 
     experiment_condition.pytestmark = [pytest.mark.interference]  # type: ignore[attr-defined]
     return experiment_condition

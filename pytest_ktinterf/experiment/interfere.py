@@ -1,8 +1,10 @@
 """Running one condition against its baseline and judging it: shared by experiment files and code.
 
 An experiment file's item and a code-defined test (``kt_interfere``) both end here, so the
-same skips, the same sequential design and the same verdicts apply to both. The actor is built
-through its fixture (``plugin.py``), which also guarantees it is stopped at teardown.
+same skips, the same sequential design and the same verdicts apply to both. Its dependencies
+come in explicitly: the testbed (server, probe, report, actor context) and the condition; the
+actor is built from the table in ``actors/registry.py`` for every condition trial and entered
+as a context manager, so it is stopped whatever happens.
 """
 
 from __future__ import annotations
@@ -14,25 +16,21 @@ from typing import Any
 import psutil
 import pytest
 
-from pytest_ktinterf.actors.container import engine_cores, host_only_refusal, resolve_placement
-from pytest_ktinterf.actors.cpu import core_set
-from pytest_ktinterf.actors.registry import ACTORS, CORES, check_params
+from pytest_ktinterf.actors.registry import ACTORS, CORES, build, check_params, refusal
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.experiment.schema import ConditionSpec
 from pytest_ktinterf.judge.expectations import ExpectationError, parse
-from pytest_ktinterf.measure.compare import Comparison, Condition, Design
-from pytest_ktinterf.options import Options
-from pytest_ktinterf.server import ServerHandle
-from pytest_ktinterf.system import docker_engine
+from pytest_ktinterf.measure.compare import Comparison, Condition, Design, partial_comparison
+from pytest_ktinterf.testbed import Testbed
 
 
 class VerdictFailure(AssertionError):
     """An expectation failed or stayed inconclusive; the message is the verdict lines."""
 
 
-def skip_reason(spec: ConditionSpec, request: pytest.FixtureRequest) -> str | None:
-    """Why this machine or server cannot run the condition (GPU actors skip in their fixtures)."""
-    options: Options = request.getfixturevalue("kt_options")
+def skip_reason(spec: ConditionSpec, testbed: Testbed) -> str | None:
+    """Why this machine or server cannot run the condition, or None when it can."""
+    options = testbed.options
     params = spec.params
     mode = params.get("mode", "contained")
     no_swap = psutil.swap_memory().total == 0
@@ -41,49 +39,44 @@ def skip_reason(spec: ConditionSpec, request: pytest.FixtureRequest) -> str | No
             "host RAM overflow needs swap to overflow into (add a swap file: fallocate, mkswap, "
             "swapon) or --kt-allow-host-overflow=yes; the contained overflow runs without it"
         )
+    refused = refusal(spec.actor, params, options)
+    if refused is not None:
+        return refused.line()
+    unavailable = ACTORS[spec.actor].unavailable()
+    if unavailable is not None:
+        return unavailable
     if spec.actor == "ram_overflow" and mode == "contained":
-        server: ServerHandle = request.getfixturevalue("kt_server")
+        server = testbed.server()
         if server.cgroup is None:
             why = server.meta.get("memory_cgroup")
             return f"contained RAM overflow: the server has no memory cgroup ({why})"
-    in_containers = resolve_placement(options.actors_in, options.backend) == "docker"
-    host_only = spec.actor in ("corunner", "gpu_memory", "gpu_compute") or (
-        spec.actor == "ram_overflow" and mode == "host"
-    )
-    refusal = host_only_refusal(options.actors_in, options.backend, spec.actor) if host_only else None
-    if refusal is not None:
-        return refusal.line()
     cores = params.get(CORES)
     if isinstance(cores, str):
-        try:  # the same rule the actor fixtures apply: unknown or empty core sets cannot run here
-            available = engine_cores(docker_engine.connect()) if in_containers else None
-            core_set(cores, request.getfixturevalue("kt_server").cpus(), available)
+        try:  # the same rule the actor builders apply: unknown or empty core sets cannot run here
+            testbed.actors.cores(cores, on_engine=spec.actor != "corunner")
         except KtInterfError as exc:
             return f"cores = {cores!r}: {exc.line()}"
     return None
 
 
-def condition_factory(spec: ConditionSpec, request: pytest.FixtureRequest) -> Condition:
+def condition_factory(spec: ConditionSpec, testbed: Testbed) -> Condition:
     """A zero-argument callable building a fresh actor per condition trial (or none)."""
-    fixture = ACTORS[spec.actor].fixture
-    if fixture is None:
+    if ACTORS[spec.actor].build is None:
         return contextlib.nullcontext
-    make = request.getfixturevalue(fixture)
     params = dict(spec.params)
-    return lambda: make(**params)
+    return lambda: build(spec.actor, testbed.actors, **params)
 
 
-def run(request: pytest.FixtureRequest, spec: ConditionSpec, *, metrics: set[str] | None = None,
+def run(testbed: Testbed, spec: ConditionSpec, *, metrics: set[str] | None = None,
         experiment: str | None = None) -> Comparison:  # fmt: skip
     """Skip, or run the condition's interleaved pairs until its expectations are decided.
 
     ``metrics`` restricts the judged expectations (the items the user selected).
     """
-    options: Options = request.getfixturevalue("kt_options")
-    reason = skip_reason(spec, request)
+    options = testbed.options
+    reason = skip_reason(spec, testbed)
     if reason is not None:
         pytest.skip(reason)
-    condition = condition_factory(spec, request)
     design = spec.design
     if options.max_pairs is not None:
         design = dataclasses.replace(
@@ -99,14 +92,25 @@ def run(request: pytest.FixtureRequest, spec: ConditionSpec, *, metrics: set[str
             "raise --kt-parallel or lower the condition's streams",
         )
     expectations = [e for m, e in spec.expect.items() if metrics is None or m in metrics]
-    comparison: Comparison = request.getfixturevalue("kt_compare")(
-        condition,
-        label=spec.label,
-        streams=streams,
-        baseline_streams=spec.baseline_streams,
-        design=design,
-        expectations=expectations,
-    )
+    try:
+        comparison = testbed.compare(
+            condition_factory(spec, testbed),
+            label=spec.label,
+            streams=streams,
+            baseline_streams=spec.baseline_streams,
+            design=design,
+            expectations=expectations,
+        )
+    except BaseException as exc:  # an aborted comparison is recorded under its condition's name too
+        partial = partial_comparison(exc)
+        if partial is not None:
+            _name(partial, spec, experiment)
+        raise
+    return _name(comparison, spec, experiment)
+
+
+def _name(comparison: Comparison, spec: ConditionSpec, experiment: str | None) -> Comparison:
+    """Stamp the condition's identity and the report's words on its comparison, for the record."""
     comparison.id = spec.id
     comparison.experiment = experiment
     comparison.reference = dict(spec.reference)
@@ -121,7 +125,7 @@ def raise_for_verdicts(comparison: Comparison) -> None:
 
 
 def spec_from_call(
-    request: pytest.FixtureRequest,
+    node: pytest.Item,
     actor: str,
     *,
     expect: dict[str, Any] | None,
@@ -132,7 +136,7 @@ def spec_from_call(
     params: dict[str, Any],
 ) -> ConditionSpec:
     """A condition for a code-defined test, validated like a file's (errors name the argument)."""
-    marker = request.node.get_closest_marker("interference")
+    marker = node.get_closest_marker("interference")
     if expect is None and marker is not None:
         expect = marker.kwargs.get("expect")
     if not expect:
@@ -150,7 +154,7 @@ def spec_from_call(
     if isinstance(design, dict):
         design = Design(**design)
     spec = ConditionSpec(
-        id=request.node.name,
+        id=node.name,
         label=label or (f"{actor} {params}" if params else actor),
         actor=actor,
         params=params,

@@ -75,11 +75,16 @@ class Expectation:
         if self.outcome not in OUTCOMES:
             raise ExpectationError(key, f"unknown outcome {self.outcome!r}", f"one of {', '.join(OUTCOMES)}")
         upper = math.inf if self.outcome == "improved" else 1.0
-        if not (isinstance(self.bound, int | float) and 0 < self.bound < upper):
+        # degraded/improved by at least 0: the direction alone (the whole interval on one side of
+        # no change), the report's own claim where a magnitude would be a guess.
+        directional = self.outcome in ("degraded", "improved")
+        in_range = isinstance(self.bound, int | float) and self.bound < upper
+        if not (in_range and (self.bound >= 0 if directional else self.bound > 0)):
+            opening = "[0" if directional else "(0"
             raise ExpectationError(
                 key,
                 f"bound {self.bound!r} is out of range",
-                f"a fraction in (0, {upper:g}), e.g. 0.25 for 25%",
+                f"a fraction in {opening}, {upper:g}), e.g. 0.25 for 25%",
             )
         if self.at_most is not None:
             if self.outcome not in ("degraded", "improved"):
@@ -107,7 +112,9 @@ class Expectation:
         """``degraded by at least 25%``: the words used in reports and verdicts."""
         if self.outcome == "unaffected":
             return f"unaffected within {self.bound:.0%}"
-        text = f"{self.outcome} by at least {self.bound:.0%}"
+        text = (
+            f"{self.outcome} by at least {self.bound:.0%}" if self.bound else f"{self.outcome} (any amount)"
+        )
         return text if self.at_most is None else f"{text} and at most {self.at_most:.0%}"
 
     def decide(self, interval: Interval) -> tuple[Decision, str]:

@@ -10,6 +10,11 @@ The design is sequential: after ``min_pairs`` pairs the expectations are judged;
 still undecided (its interval straddles a boundary) earns ``step`` more pairs, up to
 ``max_pairs``, after which it is *inconclusive*. An interference test therefore costs little
 when the effect is clear and more only when it has to.
+
+Nothing measured is lost: a comparison stopped part-way (the server died, an actor refused, a
+request failed) is marked ``aborted`` with the error's line and the server's log tail, keeps its
+finished pairs, and rides on the error (``partial_comparison``) so the report records it while
+the error still fails the test.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_ktinterf.actors.base import Actor
-from pytest_ktinterf.errors import KtInterfError
+from pytest_ktinterf.errors import KtInterfError, ServerError
 from pytest_ktinterf.judge.expectations import Expectation
 from pytest_ktinterf.judge.stats import Interval, paired_ratio_ci
 from pytest_ktinterf.judge.verdict import Verdict, decided, expect_degraded, judge
@@ -32,6 +37,8 @@ from pytest_ktinterf.measure.samples import RoundSample
 
 Condition = Callable[[], contextlib.AbstractContextManager[Actor | None]]
 METRICS = ("prefill", "decode")
+COMPLETE = "complete"
+ABORTED = "aborted"
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,27 @@ class Comparison:
     id: str | None = None
     experiment: str | None = None
     profile: str | None = None
+    status: str = COMPLETE
+    reason: str | None = None  # why it was aborted: the error's one line
+    error: str | None = None  # the error's type
+    log_tail: str | None = None  # the server's state and log tail when it was aborted
+    unpaired: list[Trial] = field(default_factory=list)  # trials of the pair the error cut short
+
+    @property
+    def aborted(self) -> bool:
+        return self.status == ABORTED
+
+    def abort(self, exc: BaseException, log_tail: str | None = None) -> None:
+        """Mark the comparison stopped by ``exc``: finished pairs stay, a half pair moves aside."""
+        self.status = ABORTED
+        self.reason = error_line(exc)
+        self.error = type(exc).__name__
+        self.log_tail = log_tail
+        paired, kept, seen = self.pairs, [], {"baseline": 0, "condition": 0}
+        for trial in self.trials:
+            seen[trial.arm] = seen.get(trial.arm, 0) + 1
+            (kept if seen[trial.arm] <= paired else self.unpaired).append(trial)
+        self.trials = kept
 
     def values(self, arm: str, metric: str) -> list[float]:
         return [t.metric(metric) for t in self.trials if t.arm == arm]
@@ -111,6 +139,15 @@ class Comparison:
         """condition / baseline from the interleaved pairs, with its exact 95% interval."""
         n = self.pairs
         return paired_ratio_ci(self.values("condition", metric)[:n], self.values("baseline", metric)[:n])
+
+    def _recorded_ratio(self, metric: str) -> Interval | None:
+        """The ratio where it exists (two usable pairs at least; an aborted comparison may have fewer)."""
+        if not self.measured(metric):
+            return None
+        try:
+            return self.ratio(metric)
+        except ValueError:
+            return None
 
     def decided(self) -> bool:
         """Whether every expectation is decided (pass or fail) at the pairs measured so far."""
@@ -135,6 +172,16 @@ class Comparison:
 
     def to_record(self) -> dict[str, Any]:
         metrics = list(dict.fromkeys([*METRICS, *(e.metric for e in self.expectations)]))
+        aborted = (
+            {
+                "reason": self.reason,
+                "error": self.error,
+                "log_tail": self.log_tail,
+                "unpaired_trials": [_trial_record(t) for t in self.unpaired],
+            }
+            if self.aborted
+            else {}
+        )
         return {
             "label": self.label,
             "id": self.id,
@@ -143,13 +190,15 @@ class Comparison:
             "streams": self.streams,
             "baseline_streams": self.baseline_streams or self.streams,
             "pairs": self.pairs,
+            "status": self.status,
+            **aborted,
             "reference": self.reference,
             "expected": {e.metric: e.describe() for e in self.expectations},
             "ratios": {
                 m: {"point": r.point, "lo": r.lo, "hi": r.hi, "confidence": r.confidence}
                 for m in metrics
-                if self.measured(m)
-                for r in [self.ratio(m)]
+                for r in [self._recorded_ratio(m)]
+                if r is not None
             },
             "verdicts": [
                 {
@@ -162,17 +211,47 @@ class Comparison:
                 }
                 for v in self.verdicts
             ],
-            "trials": [
-                {
-                    "arm": t.arm,
-                    "index": t.index,
-                    "actor": t.actor,
-                    **t.round.to_record(),
-                    **({"more_rounds": [r.to_record() for r in t.more]} if t.more else {}),
-                }
-                for t in self.trials
-            ],
+            "trials": [_trial_record(t) for t in self.trials],
         }
+
+
+def _trial_record(t: Trial) -> dict[str, Any]:
+    return {
+        "arm": t.arm,
+        "index": t.index,
+        "actor": t.actor,
+        **t.round.to_record(),
+        **({"more_rounds": [r.to_record() for r in t.more]} if t.more else {}),
+    }
+
+
+def error_line(exc: BaseException) -> str:
+    """The error in one line: a plugin error's cause and fix, else its type and first line."""
+    if isinstance(exc, KtInterfError):
+        return exc.line()
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def partial_comparison(exc: BaseException) -> Comparison | None:
+    """The aborted comparison an error carries (set by :func:`compare`), or None."""
+    found = getattr(exc, "comparison", None)
+    return found if isinstance(found, Comparison) else None
+
+
+def _carry(exc: BaseException, result: Comparison, log_tail: Callable[[], str] | None) -> None:
+    """Mark ``result`` aborted by ``exc`` and hang it (and, for server errors, the log tail) on ``exc``."""
+    tail = None
+    if log_tail is not None:
+        try:
+            tail = log_tail()
+        except Exception as read_error:  # evidence must never replace the error it explains
+            tail = f"(the server's log tail could not be read: {error_line(read_error)})"
+    result.abort(exc, tail)
+    if isinstance(exc, ServerError) and tail and tail not in exc.detail:
+        exc.add_detail(tail)
+    with contextlib.suppress(AttributeError, TypeError):  # a few built-in exceptions take no attributes
+        exc.comparison = result  # type: ignore[attr-defined]
 
 
 def measure_monitored(probe: Probe, streams: int, processes: ProcessSource) -> RoundSample:
@@ -224,16 +303,39 @@ def compare(
     baseline_streams: int | None = None,
     processes: ProcessSource = lambda: [],
     progress: Callable[[str], None] | None = None,
+    log_tail: Callable[[], str] | None = None,
 ) -> Comparison:
     """Interleaved baseline/condition pairs after one warm-up round, judged sequentially.
 
     ``trials`` runs exactly that many pairs (no expectations judged here); a ``design`` runs
     pairs until every expectation is decided or ``max_pairs`` is reached, then judges them.
     ``baseline_streams`` lets the baseline arm run at another concurrency (1 vs N streams).
+
+    An error part-way re-raises as it came, carrying the comparison marked aborted with its
+    finished pairs (:func:`partial_comparison`); ``log_tail`` (the server's, e.g.
+    ``ServerHandle.error_detail``) is read then, recorded, and attached to server errors.
     """
     result = Comparison(
         label=label, streams=streams, baseline_streams=baseline_streams, expectations=list(expectations)
     )
+    try:
+        _run(result, probe, condition, trials, design, processes, progress)
+    except (Exception, KeyboardInterrupt) as exc:
+        _carry(exc, result, log_tail)
+        raise
+    return result
+
+
+def _run(
+    result: Comparison,
+    probe: Probe,
+    condition: Condition,
+    trials: int | None,
+    design: Design | None,
+    processes: ProcessSource,
+    progress: Callable[[str], None] | None,
+) -> None:
+    label, streams = result.label, result.streams
     chosen = design or Design()
     looks = [trials] if trials is not None else chosen.looks()
     probe.measure(streams)  # warm-up: first requests after start pay one-off costs
@@ -258,4 +360,3 @@ def compare(
             progress(f"{label}: undecided after {result.pairs} pairs ({', '.join(undecided)}): adding more")
     if result.expectations:
         result.judge()
-    return result

@@ -22,11 +22,12 @@ import json
 import time
 import uuid
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
-from pytest_ktinterf.errors import InvalidMeasurement, KtInterfError
+from pytest_ktinterf.errors import InvalidMeasurement, KtInterfError, ServerError
 from pytest_ktinterf.measure.samples import RequestSample, RoundSample
 
 _FILLER = (
@@ -83,7 +84,8 @@ class Probe:
 
     # -- request construction ------------------------------------------------------------
 
-    def _body(self, words: int, max_tokens: int) -> dict[str, Any]:
+    def body(self, words: int, max_tokens: int) -> dict[str, Any]:
+        """A streaming request body: a fresh nonce, then ``words`` of filler; ``max_tokens`` exactly."""
         text = f"{nonce()} Tell a long story. {filler(words)}"
         body: dict[str, Any] = {
             "max_tokens": max_tokens,
@@ -107,22 +109,33 @@ class Probe:
         return body
 
     @property
-    def _path(self) -> str:
+    def path(self) -> str:
         return "/v1/chat/completions" if self.api == "chat" else "/v1/completions"
 
     # -- one request -----------------------------------------------------------------------
 
-    async def _request(self, client: httpx.AsyncClient, stream: int, body: dict[str, Any]) -> RequestSample:
+    async def request(
+        self,
+        client: httpx.AsyncClient,
+        stream: int,
+        body: dict[str, Any],
+        on_token: Callable[[], None] | None = None,
+    ) -> RequestSample:
+        """Stream one request on ``client``, timing each token; ``on_token`` is told of each as it comes.
+
+        Raises :class:`KtInterfError` (HTTP status, timeout, transport, error mid-stream) or
+        :class:`InvalidMeasurement` (not JSON, no tokens); the caller judges the sample.
+        """
         token_times: list[float] = []
         usage: dict[str, Any] | None = None
         timings: dict[str, Any] | None = None
         t_send = time.perf_counter()
         try:
-            async with client.stream("POST", self.url + self._path, json=body) as response:
+            async with client.stream("POST", self.url + self.path, json=body) as response:
                 if response.status_code != 200:
                     text = (await response.aread()).decode("utf-8", "replace")[:300]
-                    raise KtInterfError(
-                        f"POST {self._path} answered HTTP {response.status_code}: {text}",
+                    raise ServerError(
+                        f"POST {self.path} answered HTTP {response.status_code}: {text}",
                         "check --kt-model-name and --kt-api against what the server serves",
                     )
                 async for line in response.aiter_lines():
@@ -135,17 +148,19 @@ class Probe:
                     chunk = _parse_chunk(data, self.url)
                     if _carries_token(chunk, self.api, started=bool(token_times)):
                         token_times.append(now)
+                        if on_token is not None:
+                            on_token()
                     usage = chunk.get("usage") or usage
                     timings = chunk.get("timings") or timings
         except httpx.TimeoutException as exc:
-            raise KtInterfError(
-                f"request to {self.url}{self._path} timed out after {self.timeout.read} s",
+            raise ServerError(
+                f"request to {self.url}{self.path} timed out after {self.timeout.read} s",
                 "the server is overloaded or hung; check its log, or lower --kt-streams",
             ) from exc
         except httpx.HTTPError as exc:
-            raise KtInterfError(
-                f"request to {self.url}{self._path} failed: {type(exc).__name__}: {exc}",
-                "check that the server is still running (its log tail is in the report)",
+            raise ServerError(
+                f"request to {self.url}{self.path} failed: {type(exc).__name__}: {exc}",
+                "check that the server is still running (its log tail is below and in the report)",
             ) from exc
         return _sample(stream, t_send, token_times, usage, timings, self.url)
 
@@ -153,9 +168,7 @@ class Probe:
         limits = httpx.Limits(max_connections=len(bodies) + 2)
         async with httpx.AsyncClient(timeout=self.timeout, limits=limits) as client:
             t_start = time.perf_counter()
-            requests = await asyncio.gather(
-                *(self._request(client, i, body) for i, body in enumerate(bodies))
-            )
+            requests = await asyncio.gather(*(self.request(client, i, body) for i, body in enumerate(bodies)))
             t_end = time.perf_counter()
         return RoundSample(streams=len(bodies), requests=list(requests), t_start=t_start, t_end=t_end)
 
@@ -169,7 +182,7 @@ class Probe:
         """
 
         def count(words: int) -> int:
-            body = self._body(words, max_tokens=1)
+            body = self.body(words, max_tokens=1)
             body.pop("ignore_eos", None)
             return asyncio.run(self._round([body])).requests[0].prompt_tokens
 
@@ -177,7 +190,7 @@ class Probe:
         t_low, t_high = count(low), count(high)
         slope = (t_high - t_low) / (high - low)
         if slope <= 0:
-            raise KtInterfError(
+            raise ServerError(
                 f"prompt length does not grow with the prompt ({t_low} -> {t_high} tokens)",
                 "the server's usage.prompt_tokens looks wrong; check --kt-api",
             )
@@ -196,7 +209,7 @@ class Probe:
         if self.filler_words is None:
             self.calibrate()
         assert self.filler_words is not None
-        bodies = [self._body(self.filler_words, self.max_tokens) for _ in range(streams)]
+        bodies = [self.body(self.filler_words, self.max_tokens) for _ in range(streams)]
         sample = asyncio.run(self._round(bodies))
         for request in sample.requests:
             self._validate(request)
@@ -241,7 +254,7 @@ def _parse_chunk(data: str, url: str) -> dict[str, Any]:
             "point --kt-url at an OpenAI-compatible server",
         )
     if "error" in chunk:
-        raise KtInterfError(
+        raise ServerError(
             f"server at {url} reported an error mid-stream: {str(chunk['error'])[:200]}",
             "check the server log; the request was rejected or the server ran out of memory",
         )

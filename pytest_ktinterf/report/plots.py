@@ -6,14 +6,14 @@ should not pull matplotlib into every test environment, and two chart shapes do 
 
 * ``effects_svg``: a forest plot, one row per comparison, a panel each for prefill and decode:
   the condition/baseline ratio as percent change, a dot at the point estimate and a bar over
-  its confidence interval, coloured by the verdict on that metric;
+  its confidence interval, coloured by the verdict on that metric (grey, and the row marked
+  ``[aborted]``, for a comparison an error stopped part-way: its finished pairs, not judged);
 * ``throughput_svg``: aggregate prefill and decode tokens/s per concurrency (median round),
   with the sum of per-stream rates marked beside it (it overstates when streams share cores).
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -21,66 +21,32 @@ from typing import Any
 
 from pytest_ktinterf.report.record import (
     TABLE_METRICS,
+    comparison_status,
     concurrency_rounds,
+    condition_pairs,
     is_finite,
     median_round,
     percent_change,
     truncate,
     verdict_status,
 )
+from pytest_ktinterf.report.svg import document, escape, nice_ticks, number, text
 
-FONT = "font-family:DejaVu Sans,Helvetica,Arial,sans-serif"
-COLOURS = {"pass": "#2a9d4b", "fail": "#d1495b", "inconclusive": "#e09f3e", None: "#3d5a80"}
+COLOURS = {
+    "pass": "#2a9d4b",
+    "fail": "#d1495b",
+    "inconclusive": "#e09f3e",
+    "aborted": "#8d99ae",
+    None: "#3d5a80",
+}
 LABEL_CHARS = 56
-STATUS_WORDS = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE", None: "no verdict"}
-
-
-def escape(text: Any) -> str:
-    """Text safe inside an element or a double-quoted attribute.
-
-    Labels come from users and experiment files; characters XML 1.0 forbids (most control
-    characters) are dropped rather than producing a file no viewer opens.
-    """
-    kept = "".join(c for c in str(text) if c in "\t\n\r" or ord(c) >= 0x20)
-    return kept.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
-
-
-def nice_ticks(lo: float, hi: float, target: int = 6) -> list[float]:
-    """Round tick values (1, 2, 2.5, 5 x 10^k steps) covering [lo, hi] with about ``target`` ticks."""
-    scale = max(abs(lo), abs(hi), 1.0)
-    if not hi - lo > 1e-9 * scale:  # one value (or none apart): centre it in a visible range
-        lo, hi = lo - scale / 2, hi + scale / 2
-    raw = (hi - lo) / max(1, target - 1)
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    start, end = math.floor(lo / step + 1e-9) * step, math.ceil(hi / step - 1e-9) * step
-    return [round(start + i * step, 10) for i in range(round((end - start) / step) + 1)]
-
-
-def _number(value: float) -> str:
-    return f"{value:,.0f}" if abs(value) >= 100 or value == int(value) else f"{value:.3g}"
-
-
-def _svg(width: float, height: float, body: list[str], title: str) -> str:
-    return "\n".join(
-        [
-            '<?xml version="1.0" encoding="UTF-8"?>',
-            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
-            f'viewBox="0 0 {width:.0f} {height:.0f}" style="{FONT}">',
-            f"<title>{escape(title)}</title>",
-            f'<rect width="{width:.0f}" height="{height:.0f}" fill="white"/>',
-            *body,
-            "</svg>",
-            "",
-        ]
-    )
-
-
-def _text(x: float, y: float, text: Any, size: int = 12, anchor: str = "start", extra: str = "") -> str:
-    return (
-        f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}"{extra}>'
-        f"{escape(text)}</text>"
-    )
+STATUS_WORDS = {
+    "pass": "PASS",
+    "fail": "FAIL",
+    "inconclusive": "INCONCLUSIVE",
+    "aborted": "ABORTED",
+    None: "no verdict",
+}
 
 
 def _subtitle(record: dict[str, Any]) -> str:
@@ -104,8 +70,15 @@ def _server_name(record: dict[str, Any]) -> str:
 # -- forest plot of effects ----------------------------------------------------------------------
 
 
+def _aborted(comparison: dict[str, Any]) -> bool:
+    return comparison_status(comparison) != "complete"
+
+
 def _metric_status(comparison: dict[str, Any], metric: str) -> str | None:
-    """The worst verdict on ``metric`` (fail > inconclusive > pass), None without one."""
+    """The worst verdict on ``metric`` (fail > inconclusive > pass), None without one;
+    ``aborted`` for a comparison stopped part-way (its finished pairs were not judged)."""
+    if _aborted(comparison):
+        return "aborted"
     found = {verdict_status(v) for v in comparison.get("verdicts") or [] if v.get("metric") == metric}
     return next((s for s in ("fail", "inconclusive", "pass") if s in found), None)
 
@@ -124,6 +97,7 @@ def _row_label(comparison: dict[str, Any]) -> str:
     """The label, cut to fit the label column, with the stream count when it is not 1."""
     streams = comparison.get("streams")
     suffix = "" if streams in (None, 1) else f" ({streams} streams)"
+    suffix += " [aborted]" if _aborted(comparison) else ""
     return truncate(str(comparison.get("label", "?")), LABEL_CHARS - len(suffix)) + suffix
 
 
@@ -143,8 +117,8 @@ def effects_svg(record: dict[str, Any]) -> str:
     height = top + max(1, len(comparisons)) * row_h + bottom
     title = f"Interference effects: {_server_name(record)}"
     body = [
-        _text(14, 24, title, 16, extra=' font-weight="bold"'),
-        _text(14, 44, _subtitle(record), 11, extra=' fill="#555"'),
+        text(14, 24, title, 16, extra=' font-weight="bold"'),
+        text(14, 44, _subtitle(record), 11, extra=' fill="#555"'),
     ]
     values = [0.0] + [
         100 * (r[k] - 1)
@@ -165,9 +139,9 @@ def effects_svg(record: dict[str, Any]) -> str:
                 f'<rect x="6" y="{y - row_h / 2:.1f}" width="{width - 12:.0f}" height="{row_h:.0f}" '
                 'fill="#f3f4f6"/>'
             )
-        body.append(_text(label_w - 10, y + 4, label, 12, "end"))
+        body.append(text(label_w - 10, y + 4, label, 12, "end"))
     if not comparisons:
-        body.append(_text(label_w - 10, top + row_h / 2 + 4, "(no comparisons recorded)", 12, "end"))
+        body.append(text(label_w - 10, top + row_h / 2 + 4, "(no comparisons recorded)", 12, "end"))
 
     for p, metric in enumerate(TABLE_METRICS):
         x0 = label_w + p * (panel_w + gap)
@@ -176,7 +150,7 @@ def effects_svg(record: dict[str, Any]) -> str:
             return x0 + (percent - lo) / (hi - lo) * panel_w
 
         body.append(
-            _text(x0 + panel_w / 2, top - 10, f"{metric} tokens/s", 13, "middle", ' font-weight="bold"')
+            text(x0 + panel_w / 2, top - 10, f"{metric} tokens/s", 13, "middle", ' font-weight="bold"')
         )
         body.append(
             f'<rect x="{x0:.1f}" y="{plot_top:.1f}" width="{panel_w:.1f}" '
@@ -192,7 +166,7 @@ def effects_svg(record: dict[str, Any]) -> str:
                 f'<line x1="{tx:.1f}" y1="{plot_bottom:.1f}" x2="{tx:.1f}" y2="{plot_bottom + 5:.1f}" '
                 'stroke="#666"/>'
             )
-            body.append(_text(tx, plot_bottom + 18, "0%" if tick == 0 else f"{tick:+g}%", 11, "middle"))
+            body.append(text(tx, plot_bottom + 18, "0%" if tick == 0 else f"{tick:+g}%", 11, "middle"))
         body.append(
             f'<line class="no-change" x1="{x(0):.1f}" y1="{plot_top:.1f}" x2="{x(0):.1f}" '
             f'y2="{plot_bottom:.1f}" stroke="#333" stroke-dasharray="4 3"/>'
@@ -204,9 +178,13 @@ def effects_svg(record: dict[str, Any]) -> str:
             y = top + i * row_h + row_h / 2
             status = _metric_status(cmp, metric)
             colour = COLOURS[status]
+            confidence = ratio.get("confidence") if is_finite(ratio.get("confidence")) else 0.95
+            words = STATUS_WORDS[status]
+            if status == "aborted":
+                words += f" after {condition_pairs(cmp)} pairs: {cmp.get('reason') or 'no reason recorded'}"
             tip = (
                 f"{cmp.get('label', '?')}: {metric} {percent_change(ratio)} "
-                f"({100 * ratio.get('confidence', 0.95):.0f}% CI); {STATUS_WORDS[status]}"
+                f"({100 * confidence:.0f}% CI); {words}"
             )
             x_lo, x_hi = x(100 * (ratio["lo"] - 1)), x(100 * (ratio["hi"] - 1))
             body.append(f'<g class="effect" data-metric="{metric}"><title>{escape(tip)}</title>')
@@ -227,7 +205,7 @@ def effects_svg(record: dict[str, Any]) -> str:
 
     axis_y = plot_bottom + 38
     body.append(
-        _text(
+        text(
             label_w + panel_w + gap / 2,
             axis_y,
             "change (Hodges-Lehmann over interleaved pairs), condition vs baseline, exact 95% interval",
@@ -237,11 +215,14 @@ def effects_svg(record: dict[str, Any]) -> str:
         )
     )
     lx = label_w
-    for status in ("pass", "fail", "inconclusive", None):
+    shown: tuple[str | None, ...] = ("pass", "fail", "inconclusive", None)
+    if any(_aborted(c) for c in comparisons):
+        shown = (*shown, "aborted")
+    for status in shown:
         body.append(f'<circle cx="{lx:.1f}" cy="{axis_y + 18:.1f}" r="4.5" fill="{COLOURS[status]}"/>')
-        body.append(_text(lx + 9, axis_y + 22, STATUS_WORDS[status], 11))
+        body.append(text(lx + 9, axis_y + 22, STATUS_WORDS[status], 11))
         lx += 110
-    return _svg(width, height, body, title)
+    return document(width, height, body, title)
 
 
 # -- throughput bars -----------------------------------------------------------------------------
@@ -267,8 +248,8 @@ def throughput_svg(record: dict[str, Any]) -> str:
     height = top + panel_h + bottom
     title = f"Throughput: {_server_name(record)}"
     body = [
-        _text(14, 24, title, 16, extra=' font-weight="bold"'),
-        _text(14, 44, _subtitle(record), 11, extra=' fill="#555"'),
+        text(14, 24, title, 16, extra=' font-weight="bold"'),
+        text(14, 44, _subtitle(record), 11, extra=' fill="#555"'),
     ]
     base = top + panel_h
     colours = {"prefill": "#3d5a80", "decode": "#98c1d9"}
@@ -293,7 +274,7 @@ def throughput_svg(record: dict[str, Any]) -> str:
             return base - value / top_value * panel_h
 
         body.append(
-            _text(
+            text(
                 x0 + panel_w / 2,
                 top - 12,
                 f"{metric}, aggregate tokens/s",
@@ -307,7 +288,7 @@ def throughput_svg(record: dict[str, Any]) -> str:
                 f'<line x1="{x0:.1f}" y1="{y(tick):.1f}" x2="{x0 + panel_w:.1f}" y2="{y(tick):.1f}" '
                 'stroke="#e0e0e0"/>'
             )
-            body.append(_text(x0 - 6, y(tick) + 4, _number(tick), 11, "end"))
+            body.append(text(x0 - 6, y(tick) + 4, number(tick), 11, "end"))
         body.append(
             f'<line x1="{x0:.1f}" y1="{base:.1f}" x2="{x0 + panel_w:.1f}" y2="{base:.1f}" stroke="#333"/>'
         )
@@ -322,7 +303,7 @@ def throughput_svg(record: dict[str, Any]) -> str:
                     f'fill="{colours[metric]}"><title>{streams} streams: {metric} aggregate '
                     f"{aggregate:.4g} tok/s</title></rect>"
                 )
-                body.append(_text(cx, y(aggregate) - 5, _number(aggregate), 11, "middle"))
+                body.append(text(cx, y(aggregate) - 5, number(aggregate), 11, "middle"))
             if summed is not None:
                 body.append(
                     f'<line class="sum" x1="{cx - bar_w / 2 - 6:.1f}" y1="{y(summed):.1f}" '
@@ -330,7 +311,7 @@ def throughput_svg(record: dict[str, Any]) -> str:
                     f'stroke-width="2" stroke-dasharray="5 3"><title>sum of {streams} per-stream rates: '
                     f"{summed:.4g} tok/s (overstates when streams share cores)</title></line>"
                 )
-            body.append(_text(cx, base + 18, f"{streams} stream{'s' if streams != 1 else ''}", 11, "middle"))
+            body.append(text(cx, base + 18, f"{streams} stream{'s' if streams != 1 else ''}", 11, "middle"))
     legend_y = base + 48
     if any(streams > 1 for streams, _ in levels):
         body.append(
@@ -338,14 +319,14 @@ def throughput_svg(record: dict[str, Any]) -> str:
             'stroke="#d1495b" stroke-width="2" stroke-dasharray="5 3"/>'
         )
         body.append(
-            _text(
+            text(
                 left + 30,
                 legend_y,
                 "sum of per-stream rates (overstates when streams take turns on the same cores)",
                 11,
             )
         )
-    return _svg(width, height, body, title)
+    return document(width, height, body, title)
 
 
 # -- files ---------------------------------------------------------------------------------------

@@ -94,6 +94,13 @@ def verdict_status(verdict: dict[str, Any]) -> str:
     return "pass" if verdict.get("passed") else "fail"
 
 
+def comparison_status(comparison: dict[str, Any]) -> str:
+    """``complete`` or ``aborted`` (stopped part-way by an error); older records have no status:
+    only completed comparisons reached them."""
+    status = comparison.get("status")
+    return status.lower() if isinstance(status, str) and status else "complete"
+
+
 def condition_pairs(comparison: dict[str, Any]) -> int:
     """How many baseline/condition pairs the comparison ran: its own count, else its condition trials."""
     if isinstance(comparison.get("pairs"), int):

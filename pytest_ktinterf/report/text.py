@@ -11,6 +11,7 @@ from typing import Any
 
 from pytest_ktinterf.report.record import (
     TABLE_METRICS,
+    comparison_status,
     concurrency_rounds,
     condition_pairs,
     is_finite,
@@ -149,6 +150,9 @@ def report_says(reference: dict[str, Any] | None) -> str:
 
 def _verdict_cell(comparison: dict[str, Any]) -> str:
     """Every verdict as ``STATUS metric expectation``; ratios of off-table metrics ride along."""
+    status = comparison_status(comparison)
+    if status != "complete":
+        return f"{status.upper()} after {_count(condition_pairs(comparison), 'pair')}, not judged"
     ratios = comparison.get("ratios") or {}
     parts = []
     for v in comparison.get("verdicts") or []:
@@ -188,6 +192,34 @@ def _override_notes(comparison: dict[str, Any], name: str) -> list[str]:
     return notes
 
 
+TAIL_SHOWN = 5
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _abort_notes(comparison: dict[str, Any], name: str) -> list[str]:
+    """Why a comparison stopped part-way, and the server's state and last log lines.
+
+    The first line of the recorded tail says whether the server was still running; the last
+    lines are usually the cause. The whole tail is in the JSON record.
+    """
+    status = comparison_status(comparison)
+    if status == "complete":
+        return []
+    finished = _count(condition_pairs(comparison), "finished pair")
+    out = [f"{name}: {status} after {finished}: {comparison.get('reason') or 'no reason recorded'}"]
+    tail = [row for row in str(comparison.get("log_tail") or "").rstrip().splitlines() if row.strip()]
+    if tail:
+        shown = tail if len(tail) <= TAIL_SHOWN + 1 else [tail[0], "…", *tail[-TAIL_SHOWN:]]
+        out += ["    " + row for row in shown]
+    unpaired = len(comparison.get("unpaired_trials") or [])
+    if unpaired:
+        out.append(f"    {_count(unpaired, 'trial')} of the unfinished pair kept in the JSON record")
+    return out
+
+
 def _interference_lines(comparisons: list[dict[str, Any]]) -> list[str]:
     with_reference = any(c.get("reference") for c in comparisons)
     header = ["condition", "streams", "pairs", *TABLE_METRICS]
@@ -204,6 +236,7 @@ def _interference_lines(comparisons: list[dict[str, Any]]) -> list[str]:
         row += [_verdict_cell(cmp)]
         rows.append(row)
         notes += _override_notes(cmp, str(cmp.get("id") or label))
+        notes += _abort_notes(cmp, str(cmp.get("id") or label))
         if cmp.get("experiment") and cmp["experiment"] not in experiments:
             experiments.append(cmp["experiment"])
         if cmp.get("profile") and cmp["profile"] not in profiles:

@@ -9,6 +9,8 @@ the engine's API rather than a cgroup file.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -78,6 +80,34 @@ class ServerHandle:
         if self.tail is not None:
             return self.tail(lines)
         return self.child.log_tail(lines) if self.child else "(server not started by pytest-ktinterf)"
+
+    def exit_status(self) -> str | None:
+        """How the server's process ended (``killed by SIGKILL``, ``exited with code 1``).
+
+        None while it runs, and where we cannot tell (servers that are not our child).
+        """
+        if self.child is None:
+            return None
+        code = self.child.popen.poll()
+        if code is None:
+            return None
+        if code < 0:
+            with contextlib.suppress(ValueError):
+                return f"killed by {signal.Signals(-code).name}"
+        return f"exited with code {code}"
+
+    def error_detail(self, lines: int = 30) -> str:
+        """Evidence for an error the server caused: whether it is gone, then its log tail.
+
+        Never raises: it is called while another error is on its way to the user.
+        """
+        try:
+            head = self.description
+            if self.child is not None:  # only our own child's fate is known for sure
+                head += f": {self.exit_status() or 'still running'}; full log: {self.child.log_path}"
+            return f"{head}\nserver log tail:\n{self.log_tail(lines)}"
+        except Exception as exc:  # the evidence must not hide the error it explains
+            return f"(the server's log tail could not be read: {type(exc).__name__}: {exc})"
 
 
 def free_port() -> int:

@@ -6,6 +6,8 @@ silently changes what is measured -- ``cpu_infer`` above the cores KT may use co
 concurrency (doc/en/balance-serve.md). A preset writes the command exactly as KT documents it,
 asks only for what differs per machine and model (paths, thread counts), and refuses anything
 else with the list of valid keys. Every value stays visible: ``describe`` prints the defaults.
+The :class:`Preset` record, the ``key=value`` parser and the value checks the builders below use
+are in :mod:`pytest_ktinterf.server.preset_spec`; this module is the presets themselves.
 
 What the plugin always sets, whatever the docs' examples show:
 
@@ -61,120 +63,39 @@ Where each flag comes from (all in the GitHub repository kvcache-ai/ktransformer
 
 from __future__ import annotations
 
-import shlex
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import PurePosixPath
 
 from pytest_ktinterf.errors import KtInterfError
+from pytest_ktinterf.server.preset_spec import (
+    ARGS_OPTION,
+    LOOPBACK,
+    Preset,
+    PresetParam,
+    extra_flags,
+    fraction,
+    parse_preset_args,
+    switch,
+    whole_number,
+)
 
-LOOPBACK = "127.0.0.1"
-ARGS_OPTION = "--kt-preset-args"  # the option that carries 'key=value ...' items
+__all__ = [
+    "ARGS_OPTION",
+    "KT_SGLANG",
+    "KT_V02",
+    "LOOPBACK",
+    "PRESETS",
+    "Preset",
+    "PresetParam",
+    "describe",
+    "parse_preset_args",
+    "preset_command",
+]
 
 _READINESS = {
     "health": "GET /health answers 200",
     "models": "GET /v1/models answers 200 (no /health; the port opens once the model is loaded)",
 }
-
-
-@dataclass(frozen=True)
-class PresetParam:
-    """One value a user may (or, with ``default=None``, must) give as ``key=value``."""
-
-    name: str
-    help: str
-    default: str | None  # None = required
-
-
-Build = Callable[[Mapping[str, str], int, int], list[str]]
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A documented server command line with named holes, and how to run and await it."""
-
-    name: str
-    description: str
-    image: str
-    doc: str
-    params: tuple[PresetParam, ...]
-    shm_size: str | None
-    needs_gpu: bool
-    readiness: str  # "health" or "models"
-    workdir: str | None  # the container's working directory (relative paths in the command)
-    threads_param: str  # the parameter that sets KT's CPU threads ...
-    threads_flag: str  # ... and the server flag it becomes
-    build: Build = field(repr=False, compare=False)
-
-    def param(self, key: str) -> PresetParam | None:
-        return next((p for p in self.params if p.name == key), None)
-
-    def resolve(self, values: Mapping[str, str]) -> dict[str, str]:
-        """The user's values over the defaults; unknown keys and missing required ones refused."""
-        names = [p.name for p in self.params]
-        unknown = [key for key in values if key not in names]
-        if unknown:
-            listed = ", ".join(repr(key) for key in unknown)
-            raise KtInterfError(
-                f"{ARGS_OPTION}: {listed} not a parameter of preset {self.name}",
-                f"use one of: {', '.join(names)}",
-            )
-        resolved = {p.name: p.default for p in self.params}
-        resolved.update(values)
-        missing = [p for p in self.params if resolved[p.name] is None]
-        if missing:
-            needs = "; ".join(f"{p.name}=... ({p.help})" for p in missing)
-            example = " ".join(f"{p.name}=VALUE" for p in missing)
-            raise KtInterfError(
-                f"preset {self.name} needs {ARGS_OPTION} {needs}",
-                f"pass {ARGS_OPTION} '{example}'",
-            )
-        return {key: value for key, value in resolved.items() if value is not None}
-
-    def argv(
-        self, values: Mapping[str, str], *, port: int, max_tokens: int, cores: int | None = None
-    ) -> list[str]:
-        """The server's command line for ``values`` (see :func:`preset_command`)."""
-        if not 0 < port < 65536:
-            raise KtInterfError(f"port {port} is not a TCP port", "use a port between 1 and 65535")
-        if max_tokens < 1:
-            raise KtInterfError(f"--kt-max-tokens {max_tokens} is below 1", "give --kt-max-tokens >= 1")
-        argv = self.build(self.resolve(values), port, max_tokens)
-        self._check_threads(argv, cores)
-        return argv
-
-    def _check_threads(self, argv: list[str], cores: int | None) -> None:
-        """KT's CPU threads busy-wait: more of them than the server's cores collapses throughput
-        (KT #726: 30 threads gave < 0.1 tok/s where 18 gave 2.86). Refused, not measured."""
-        threads = int(argv[argv.index(self.threads_flag) + 1])
-        if cores is not None and threads > cores:
-            raise KtInterfError(
-                f"preset {self.name}: {self.threads_param}={threads} CPU threads on the {cores} "
-                f"core{'s' if cores != 1 else ''} the server is pinned to (--kt-server-cpus; the "
-                "default is the last core): KT's threads busy-wait, and more threads than cores "
-                "collapses throughput (KT issue #726)",
-                f"pin the server to at least {threads} cores with --kt-server-cpus, or lower "
-                f"{self.threads_param} in {ARGS_OPTION}",
-            )
-
-
-def parse_preset_args(pairs: Sequence[str]) -> dict[str, str]:
-    """``["key=value", ...]`` to a dict; the value may be empty or hold ``=`` and spaces."""
-    values: dict[str, str] = {}
-    for item in pairs:
-        key, sep, value = item.partition("=")
-        if not sep or not key or any(ch.isspace() for ch in key):
-            raise KtInterfError(
-                f"{ARGS_OPTION} item {item!r} is not key=value",
-                f"write each item as key=value, e.g. {ARGS_OPTION} 'model_path=/models/DeepSeek-R1'",
-            )
-        if key in values:
-            raise KtInterfError(
-                f"{ARGS_OPTION} gives {key!r} twice ({values[key]!r} and {value!r})",
-                f"keep one {key}=... item",
-            )
-        values[key] = value
-    return values
 
 
 def preset_command(
@@ -217,76 +138,16 @@ def _preset(name: str) -> Preset:
     return preset
 
 
-def _integer(preset: str, values: Mapping[str, str], key: str, minimum: int) -> int:
-    text = values[key]
-    try:
-        number = int(text)
-    except ValueError:
-        number = minimum - 1
-    if number < minimum:
-        raise KtInterfError(
-            f"{ARGS_OPTION} {key}={text!r} (preset {preset}) is not a whole number >= {minimum}",
-            f"give {key} as a whole number >= {minimum}",
-        )
-    return number
-
-
-def _fraction(preset: str, values: Mapping[str, str], key: str) -> str:
-    text = values[key]
-    try:
-        number = float(text)
-    except ValueError:
-        number = -1.0
-    if not 0.0 < number <= 1.0:
-        raise KtInterfError(
-            f"{ARGS_OPTION} {key}={text!r} (preset {preset}) is not a fraction in (0, 1]",
-            f"give {key} as a number such as 0.92",
-        )
-    return text  # as given, so the command reads like the doc's
-
-
-def _switch(preset: str, values: Mapping[str, str], key: str) -> bool:
-    text = values[key].strip().lower()
-    if text in ("true", "yes", "1", "on"):
-        return True
-    if text in ("false", "no", "0", "off", ""):
-        return False
-    raise KtInterfError(
-        f"{ARGS_OPTION} {key}={values[key]!r} (preset {preset}) is not true or false",
-        f"give {key}=true or {key}=false",
-    )
-
-
-def _extra(preset: str, values: Mapping[str, str], owned: Sequence[str]) -> list[str]:
-    """More flags appended verbatim; those the plugin must own (host, port, ...) refused."""
-    try:
-        words = shlex.split(values["extra"])
-    except ValueError as exc:
-        raise KtInterfError(
-            f"{ARGS_OPTION} extra={values['extra']!r} (preset {preset}) cannot be parsed ({exc})",
-            "check its quoting",
-        ) from exc
-    for word in words:
-        flag = word.split("=", 1)[0]
-        if flag in owned:
-            raise KtInterfError(
-                f"{ARGS_OPTION} extra sets {flag} (preset {preset}), which the plugin sets itself",
-                f"drop {flag} from extra ({', '.join(owned)} are fixed: loopback host, the "
-                "plugin's port, --kt-max-tokens)",
-            )
-    return words
-
-
 _PYTHON_HELP = "the Python that runs the server (a venv's, or a conda env's inside an image)"
 _EXTRA_HELP = "more flags appended verbatim (shell-quoted), e.g. '--use_cuda_graph'"
 
 
 def _kt_v02_argv(values: Mapping[str, str], port: int, max_tokens: int) -> list[str]:
     name = "kt-v0.2"
-    cpu_infer = _integer(name, values, "cpu_infer", 1)
-    chunk_size = _integer(name, values, "chunk_size", 1)
-    batch = _integer(name, values, "max_batch_size", 1)
-    cache_lens = _integer(name, values, "cache_lens", 1)
+    cpu_infer = whole_number(name, values, "cpu_infer", 1)
+    chunk_size = whole_number(name, values, "chunk_size", 1)
+    batch = whole_number(name, values, "max_batch_size", 1)
+    cache_lens = whole_number(name, values, "cache_lens", 1)
     if cache_lens <= batch * max_tokens:
         raise KtInterfError(
             f"preset {name}: cache_lens {cache_lens} is not above max_batch_size {batch} x "
@@ -309,9 +170,9 @@ def _kt_v02_argv(values: Mapping[str, str], port: int, max_tokens: int) -> list[
         "--cache_lens", str(cache_lens),
         "--backend_type", "balance_serve",
     ]  # fmt: skip
-    if _switch(name, values, "force_think"):
+    if switch(name, values, "force_think"):
         argv.append("--force_think")
-    return argv + _extra(name, values, ("--host", "--port", "--max_new_tokens"))
+    return argv + extra_flags(name, values, ("--host", "--port", "--max_new_tokens"))
 
 
 def _kt_sglang_argv(values: Mapping[str, str], port: int, _max_tokens: int) -> list[str]:
@@ -324,19 +185,19 @@ def _kt_sglang_argv(values: Mapping[str, str], port: int, _max_tokens: int) -> l
         "--port", str(port),
         "--model", values["model"],
         "--trust-remote-code",
-        "--mem-fraction-static", _fraction(name, values, "mem_fraction_static"),
-        "--chunked-prefill-size", str(_integer(name, values, "chunked_prefill_size", 1)),
+        "--mem-fraction-static", fraction(name, values, "mem_fraction_static"),
+        "--chunked-prefill-size", str(whole_number(name, values, "chunked_prefill_size", 1)),
         "--served-model-name", served,
         "--enable-mixed-chunk",
         "--kt-method", values["method"],
         "--kt-weight-path", values["weight_path"],
-        "--kt-cpuinfer", str(_integer(name, values, "cpuinfer", 1)),
-        "--kt-threadpool-count", str(_integer(name, values, "threadpool_count", 1)),
-        "--kt-num-gpu-experts", str(_integer(name, values, "num_gpu_experts", 0)),
+        "--kt-cpuinfer", str(whole_number(name, values, "cpuinfer", 1)),
+        "--kt-threadpool-count", str(whole_number(name, values, "threadpool_count", 1)),
+        "--kt-num-gpu-experts", str(whole_number(name, values, "num_gpu_experts", 0)),
         "--kt-max-deferred-experts-per-token",
-        str(_integer(name, values, "max_deferred_experts_per_token", 0)),
+        str(whole_number(name, values, "max_deferred_experts_per_token", 0)),
     ]  # fmt: skip
-    return argv + _extra(name, values, ("--host", "--port"))
+    return argv + extra_flags(name, values, ("--host", "--port"))
 
 
 KT_V02 = Preset(

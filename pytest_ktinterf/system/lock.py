@@ -18,10 +18,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO
 
+import psutil
+
+from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.progress import Say
 from pytest_ktinterf.system.registry import registry_dir
 
@@ -41,7 +46,34 @@ def _lock_path() -> str:
     return str(registry_dir().parent / "measure.lock")
 
 
-def _acquire(handle: IO[str], mode: str, say: Say | None, note_every_s: float) -> None:
+def holders(path: str) -> list[str]:
+    """The processes holding a flock on ``path``, as "pid (command line)", read from /proc/locks.
+
+    The kernel knows who holds a lock; asking it needs no bookkeeping that a killed holder
+    could leave stale.
+    """
+    try:
+        inode = os.stat(path).st_ino
+        rows = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return []
+    found = []
+    for row in rows:
+        fields = row.split()
+        if len(fields) < 6 or fields[1] != "FLOCK" or int(fields[5].rsplit(":", 1)[-1]) != inode:
+            continue
+        pid = int(fields[4])
+        try:
+            command = " ".join(psutil.Process(pid).cmdline())[:120]
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            command = "?"
+        found.append(f"{pid} ({command})")
+    return sorted(set(found))
+
+
+def _acquire(
+    handle: IO[str], mode: str, say: Say | None, note_every_s: float, timeout_s: float | None
+) -> None:
     flag = fcntl.LOCK_EX if mode == EXCLUSIVE else fcntl.LOCK_SH
     started = time.monotonic()
     next_note = started + note_every_s
@@ -50,23 +82,41 @@ def _acquire(handle: IO[str], mode: str, say: Say | None, note_every_s: float) -
             fcntl.flock(handle, flag | fcntl.LOCK_NB)
             return
         except BlockingIOError:
+            waited = time.monotonic() - started
+            if timeout_s is not None and waited >= timeout_s:
+                held_by = ", ".join(p for p in holders(handle.name) if not p.startswith(f"{os.getpid()} "))
+                raise KtInterfError(
+                    f"the machine lock {handle.name} is still held after {waited:.0f} s by "
+                    f"{held_by or 'another process'}",
+                    "wait for that test session to end or stop it (kill PID), or raise --kt-lock-timeout",
+                ) from None
             if say is not None and time.monotonic() >= next_note:
-                waited = time.monotonic() - started
                 say(f"waiting for the machine: another test or session is using it ({waited:.0f} s)")
                 next_note += note_every_s
             time.sleep(0.05)
 
 
 @contextlib.contextmanager
-def hold(mode: str, say: Say | None = None, note_every_s: float = 15.0) -> Iterator[None]:
-    """Hold the machine lock in ``mode`` (``EXCLUSIVE`` or ``SHARED``) for the block."""
+def hold(
+    mode: str, say: Say | None = None, note_every_s: float = 15.0, timeout_s: float | None = None
+) -> Iterator[None]:
+    """Hold the machine lock in ``mode`` (``EXCLUSIVE`` or ``SHARED``) for the block.
+
+    ``timeout_s``: give up after that long with an error naming the holders (None: wait).
+    """
     previous = _held.mode
     if previous in (EXCLUSIVE, mode):
         yield
         return
     if _held.handle is None:
         _held.handle = open(_lock_path(), "a+")  # noqa: SIM115 - kept open while held
-    _acquire(_held.handle, mode, say, note_every_s)
+    try:
+        _acquire(_held.handle, mode, say, note_every_s, timeout_s)
+    except BaseException:
+        if previous is None:
+            _held.handle.close()
+            _held.handle = None
+        raise
     _held.mode = mode
     try:
         yield
@@ -77,7 +127,7 @@ def hold(mode: str, say: Say | None = None, note_every_s: float = 15.0) -> Itera
             _held.handle = None
             _held.mode = None
         else:
-            _acquire(_held.handle, previous, None, note_every_s)
+            _acquire(_held.handle, previous, None, note_every_s, None)
             _held.mode = previous
 
 

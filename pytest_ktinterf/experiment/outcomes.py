@@ -1,0 +1,118 @@
+"""A condition's outcome, measured once per test run and shared by all its items, on any xdist worker.
+
+A condition with prefill and decode expectations is two items but one comparison. Without xdist
+the first item to run measures and its sibling reads the outcome from memory. Under ``-n N``
+with any ``--dist`` mode the siblings may land on other workers (``load`` splits them, ``each``
+runs every item on every worker), so the outcome is also written to a file in a folder of this
+test run, shared by its workers. Interference items hold the machine lock exclusively from setup
+to teardown, so "look for an outcome, else measure and write it" cannot race between workers:
+whoever gets the lock first measures, the others read. The measuring worker alone adds the
+comparison to its record, so the merged report has it once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from pytest_ktinterf.errors import KtInterfError
+from pytest_ktinterf.experiment.interfere import VerdictFailure
+from pytest_ktinterf.measure.compare import Comparison
+from pytest_ktinterf.system.registry import registry_dir
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the items of one condition need to report: per-metric verdicts, a skip or an error."""
+
+    status: str  # "measured", "skipped" or "error"
+    verdicts: dict[str, tuple[bool, str]]
+    message: str = ""
+    worker: str = ""
+
+    @classmethod
+    def of(cls, result: Comparison | BaseException, worker: str) -> Outcome:
+        if isinstance(result, Comparison):
+            return cls("measured", {v.metric: (v.passed, v.line()) for v in result.verdicts}, worker=worker)
+        if isinstance(result, pytest.skip.Exception):
+            return cls("skipped", {}, str(result.msg), worker)
+        line = result.line() if isinstance(result, KtInterfError) else f"{type(result).__name__}: {result}"
+        return cls("error", {}, line, worker)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "verdicts": self.verdicts,
+            "message": self.message,
+            "worker": self.worker,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Outcome:
+        verdicts = {m: (bool(p), str(line)) for m, (p, line) in data["verdicts"].items()}
+        return cls(str(data["status"]), verdicts, str(data["message"]), str(data["worker"]))
+
+    def judge(self, condition: str, metric: str) -> str:
+        """The verdict line for ``metric``, or raise the skip, failure or error this item reports."""
+        if self.status == "skipped":
+            pytest.skip(self.message)
+        if self.status == "error":
+            raise KtInterfError(
+                f"{condition} failed when xdist worker {self.worker} ran it: {self.message}",
+                "see that worker's item of this condition above",
+            )
+        if metric not in self.verdicts:
+            pytest.skip(f"{metric} was not measured in every trial (vram needs a GPU)")
+        passed, line = self.verdicts[metric]
+        if not passed:
+            raise VerdictFailure(line)
+        return line
+
+
+def runs_dir() -> Path:
+    return registry_dir().parent / "runs"
+
+
+def run_dir(config: pytest.Config) -> Path | None:
+    """This xdist run's shared folder (named by the controller's pid and the run id), or None."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:
+        return None
+    return runs_dir() / f"{os.getppid()}-{workerinput['testrunuid']}"
+
+
+def read(directory: Path | None, key: str) -> Outcome | None:
+    if directory is None:
+        return None
+    try:
+        return Outcome.from_json(json.loads((directory / f"{key}.json").read_text()))
+    except FileNotFoundError:
+        return None
+
+
+def write(directory: Path | None, key: str, outcome: Outcome) -> None:
+    """Atomically, so a reader never sees half an outcome."""
+    if directory is None:
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    partial = directory / f".{key}.{os.getpid()}.tmp"
+    partial.write_text(json.dumps(outcome.to_json()))
+    os.replace(partial, directory / f"{key}.json")
+
+
+def remove_runs(owner_pid: int | None = None) -> None:
+    """Remove the run folders of ``owner_pid`` (the controller at its end), or of dead controllers."""
+    root = runs_dir()
+    if not root.is_dir():
+        return
+    for folder in root.iterdir():
+        pid = int(folder.name.split("-", 1)[0]) if folder.name.split("-", 1)[0].isdigit() else -1
+        if pid == owner_pid or (owner_pid is None and not psutil.pid_exists(pid)):
+            shutil.rmtree(folder, ignore_errors=True)

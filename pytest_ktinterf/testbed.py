@@ -1,0 +1,171 @@
+"""The session's testbed: the server, the probe, the report and the actors' context, made on demand.
+
+Everything an interference measurement needs is reached through one object passed explicitly
+(``experiment.interfere.run(testbed, condition)``), not through fixture names: a newcomer can
+follow a condition from its TOML table to its verdict by reading calls. Nothing is started
+until it is asked for, so a condition that skips (no GPU, no swap) or whose outcome another
+xdist worker already measured never starts a server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import httpx
+
+from pytest_ktinterf.actors.builders import ActorContext
+from pytest_ktinterf.errors import ServerError
+from pytest_ktinterf.judge.expectations import Expectation
+from pytest_ktinterf.measure.compare import (
+    Comparison,
+    Condition,
+    Design,
+    compare,
+    measure_monitored,
+    partial_comparison,
+)
+from pytest_ktinterf.measure.probe import Probe
+from pytest_ktinterf.measure.samples import RoundSample
+from pytest_ktinterf.options import Options, format_cpu_list
+from pytest_ktinterf.progress import Say
+from pytest_ktinterf.report.record import Report
+from pytest_ktinterf.server import ServerHandle, open_server
+from pytest_ktinterf.system.lock import measuring
+
+
+def _model_name(url: str) -> str | None:
+    with contextlib.suppress(httpx.HTTPError, ValueError, KeyError, IndexError):
+        return str(httpx.get(f"{url}/v1/models", timeout=10).json()["data"][0]["id"])
+    return None
+
+
+class Testbed:
+    """One per pytest process; :meth:`close` stops what it started (the session fixture does)."""
+
+    __test__ = False  # not a test class, whatever pytest's name pattern says
+
+    def __init__(self, options: Options, rootpath: Path, report: Report, say: Say) -> None:
+        self.options = options
+        self.rootpath = rootpath
+        self.report = report
+        self.say = say
+        self._stack = contextlib.ExitStack()
+        self._server: ServerHandle | None = None
+        self._probe: Probe | None = None
+
+    @functools.cached_property
+    def log_dir(self) -> Path:
+        """Where server and actor logs go (kept after the run, for post-mortems)."""
+        path = Path(self.rootpath, ".ktinterf", "logs", f"session-{os.getpid()}")
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def server(self) -> ServerHandle:
+        """The server under test, started (or connected to) on first use."""
+        if self._server is None:
+            handle = self._stack.enter_context(open_server(self.options, self.log_dir, say=self.say))
+            cpus = handle.cpus()
+            self.report.server = {
+                "backend": handle.backend,
+                "description": handle.description,
+                "url": handle.url,
+                "cpus": format_cpu_list(cpus) if cpus else None,
+                **{k: v for k, v in handle.meta.items() if k in ("threads", "parallel", "model")},
+            }
+            self._server = handle
+        return self._server
+
+    def probe(self) -> Probe:
+        """A probe for the session's workload, calibrated to the prompt length in tokens."""
+        if self._probe is None:
+            server = self.server()
+            probe = Probe(
+                server.url,
+                api=self.options.api,
+                model=self.options.model_name or _model_name(server.url),
+                prompt_tokens=self.options.prompt_tokens,
+                max_tokens=self.options.max_tokens,
+            )
+            with measuring(), self._server_evidence():
+                probe.calibrate()
+            self.report.workload = {
+                "api": self.options.api,
+                "model": probe.model,
+                "prompt_tokens": self.options.prompt_tokens,
+                "max_tokens": self.options.max_tokens,
+            }
+            self._probe = probe
+        return self._probe
+
+    @functools.cached_property
+    def actors(self) -> ActorContext:
+        """What actor builders need: options, log folder, the server's cores on demand."""
+        return ActorContext(options=self.options, log_dir=self.log_dir, server=self.server, say=self.say)
+
+    def measure(self, streams: int = 1, rounds: int = 1) -> list[RoundSample]:
+        """Rounds at ``streams`` concurrent streams, monitored and added to the report."""
+        probe, server = self.probe(), self.server()
+        samples = []
+        with measuring(self.say), self._server_evidence():
+            for _ in range(rounds):
+                sample = measure_monitored(probe, streams, server.processes)
+                self.report.add_round(sample)
+                samples.append(sample)
+        return samples
+
+    def compare(
+        self,
+        condition: Condition,
+        *,
+        label: str,
+        streams: int = 1,
+        trials: int | None = None,
+        design: Design | None = None,
+        expectations: Sequence[Expectation] = (),
+        baseline_streams: int | None = None,
+    ) -> Comparison:
+        """Interleaved baseline/condition pairs (see ``measure.compare``), added to the report."""
+        if trials is None and design is None:
+            trials = self.options.trials
+        probe, server = self.probe(), self.server()
+        try:
+            with measuring(self.say):
+                result = compare(
+                    probe,
+                    condition,
+                    label=label,
+                    trials=trials,
+                    design=design,
+                    expectations=expectations,
+                    streams=streams,
+                    baseline_streams=baseline_streams,
+                    processes=server.processes,
+                    progress=self.say,
+                    log_tail=server.error_detail,
+                )
+        except BaseException as exc:  # Ctrl-C too: nothing measured is lost
+            partial = partial_comparison(exc)
+            if partial is not None:
+                self.report.add_comparison(partial)
+            raise
+        self.report.add_comparison(result)
+        return result
+
+    @contextlib.contextmanager
+    def _server_evidence(self) -> Iterator[None]:
+        """A server error leaves with the server's state and log tail attached (once)."""
+        try:
+            yield
+        except ServerError as exc:
+            if not exc.detail and self._server is not None:
+                exc.add_detail(self._server.error_detail())
+            raise
+
+    def close(self) -> None:
+        self._server = None
+        self._probe = None
+        self._stack.close()
