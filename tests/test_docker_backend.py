@@ -119,11 +119,15 @@ def test_hold(kt_server, kt_cpu_stress):
 """
 
 
+# The next session uses the plugin (a kt_* fixture): a session that does not use it reaps nothing.
+NEXT_SESSION = "def test_nothing(kt_log_dir):\n    pass\n"
+
+
 def test_killed_session_leaves_a_container_that_the_next_session_reaps(
     engine: Any, pytester: pytest.Pytester, tmp_path: Path
 ) -> None:
     before = container_ids(engine)
-    pytester.makepyfile(test_hold=HOLD, test_trivial="def test_nothing():\n    pass\n")
+    pytester.makepyfile(test_hold=HOLD, test_trivial=NEXT_SESSION)
     proc = subprocess.Popen(
         [
             sys.executable,

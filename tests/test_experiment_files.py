@@ -150,6 +150,11 @@ MISTAKES = {
         "conditions.cpu.params.cores",
         '"server", "spare" or a list of core numbers',
     ),
+    "load_percent out of range": (
+        HEAD + CPU.replace('cores = "spare"', 'cores = "spare", load_percent = 150'),
+        "conditions.cpu.params.load_percent",
+        "an integer percentage, 1 to 100",
+    ),
     "bool for an integer param": (
         HEAD + CPU.replace('cores = "spare"', 'cores = "spare", load_percent = true'),
         "conditions.cpu.params.load_percent",
