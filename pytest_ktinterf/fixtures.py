@@ -178,3 +178,7 @@ def kt_interfere(request: pytest.FixtureRequest, kt_testbed: Testbed) -> Callabl
         return comparison
 
     return interfere
+
+
+NAMES = frozenset(name for name, value in globals().items() if name.startswith("kt_") and callable(value))
+"""The plugin's fixture names: a test that asks for one uses the plugin (see plugin._uses_plugin)."""

@@ -73,7 +73,8 @@ def _is_interference(item: pytest.Item) -> bool:
 
 
 def _uses_plugin(item: pytest.Item) -> bool:
-    return _is_interference(item) or any(name.startswith("kt_") for name in getattr(item, "fixturenames", ()))
+    """An interference item, or one that asks for any of the plugin's own fixtures."""
+    return _is_interference(item) or not fixtures.NAMES.isdisjoint(getattr(item, "fixturenames", ()))
 
 
 def _activate(config: pytest.Config) -> None:

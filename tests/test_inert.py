@@ -22,8 +22,14 @@ lr = 0.1
 """
 
 ORDINARY = """
-def test_one():
-    assert 1 + 1 == 2
+import pytest
+
+@pytest.fixture
+def kt_settings():  # the project's own fixture: a kt_ prefix alone does not wake the plugin
+    return {"lr": 0.1}
+
+def test_one(kt_settings):
+    assert kt_settings["lr"] == 0.1
 
 def test_two():
     assert "a" in "abc"
