@@ -8,6 +8,7 @@ first), so asking for prefill and decode costs one set of trials, not two.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import re
 from collections.abc import Iterator
@@ -122,7 +123,8 @@ def _selected_metrics(node: ExperimentFile, condition: ConditionSpec) -> set[str
 
 
 def _item_function(node: ExperimentFile, condition: ConditionSpec, metric: str) -> Any:
-    key = f"{node.path.stem}-{condition.id}"
+    # Unique in the test run (two files may share a stem), readable in the run folder.
+    key = f"{node.path.stem}-{condition.id}-{hashlib.sha1(node.nodeid.encode()).hexdigest()[:8]}"
 
     def experiment_condition(kt_testbed: Testbed) -> None:
         if condition.id in node.errors:  # this process measured and failed: the same error again
