@@ -118,7 +118,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
     """Interference items hold the machine exclusively; other items of an active session shared.
 
-    In a session that does not use the plugin no lock is taken at all (see machine_lock).
+    In a session that does not use the plugin no lock is taken at all (see system/lock.py).
     """
     config = item.config
     if _uses_plugin(item):

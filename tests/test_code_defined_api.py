@@ -37,7 +37,7 @@ def test_bad_calls_fail_with_the_argument_named_and_start_nothing(pytester, case
 
 def test_expectations_come_from_the_marker(pytester, monkeypatch, tmp_path):
     # The child's interference item takes the machine lock exclusively while this session holds
-    # it shared: the child gets a lock of its own (see machine_lock).
+    # it shared: the child gets a lock of its own (see system/lock.py).
     monkeypatch.setenv("KTINTERF_STATE_DIR", str(tmp_path / "state"))
     pytester.makepyfile(
         """

@@ -7,8 +7,10 @@ releases it if its holder dies:
 
 * measuring (every ``interference`` item, and :func:`measuring` wherever a fixture measures)
   takes it **exclusively**;
-* every other test item takes it **shared**, so ordinary tests run in parallel with each other
-  but never during a measurement.
+* every other test item of a session that uses the plugin takes it **shared**, so ordinary
+  tests run in parallel with each other but never during a measurement (a session that does
+  not use the plugin takes no lock at all: see plugin.py);
+* a wait longer than its timeout fails naming the holders, read from ``/proc/locks``.
 
 Within one process the lock is re-entrant: a measurement inside an item that already holds it
 upgrades shared to exclusive and returns to shared afterwards.
