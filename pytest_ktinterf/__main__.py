@@ -1,11 +1,14 @@
-"""``python -m pytest_ktinterf``: set-up commands (fetch, docker), preset help, reaping by hand."""
+"""``python -m pytest_ktinterf``: set-up commands (fetch, docker), preset help, reaping by hand,
+and the offline baseline comparison (compare)."""
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
+from pytest_ktinterf.baseline import cli as baseline_cli
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.system import assets
 from pytest_ktinterf.system.reap import reap_leftovers
@@ -36,6 +39,29 @@ def _presets(name: str | None) -> None:
         print()
 
 
+def _record_baseline(sessions: int, pytest_args: list[str]) -> int:
+    """Several sessions, because one session cannot know how much sessions differ (baseline/gate.py).
+
+    Each is a separate pytest process, as a CI job would be: a fresh server, fresh caches. A
+    session whose tests failed (a hard claim) still measured, so it counts; an error or an
+    interrupt stops the recording.
+    """
+    args = [a for a in pytest_args if a != "--"] or ["-m", "interference"]
+    if sessions < 1:
+        print("error: --sessions must be at least 1", file=sys.stderr)
+        return 2
+    for n in range(sessions):
+        flag = "--kt-baseline-update" if n == 0 else "--kt-baseline-save"
+        argv = [sys.executable, "-m", "pytest", flag, "--kt-baseline-sessions", str(sessions), *args]
+        print(f"baseline session {n + 1}/{sessions}: pytest {' '.join(argv[3:])}", flush=True)
+        code = subprocess.call(argv)
+        if code not in (0, 1):
+            print(f"error: session {n + 1} ended with exit code {code}; the baseline holds {n} of them",
+                  file=sys.stderr)  # fmt: skip
+            return code
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pytest_ktinterf")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -50,7 +76,25 @@ def main(argv: list[str] | None = None) -> int:
     show = sub.add_parser("presets", help="the KT server presets, their parameters and sources")
     show.add_argument("name", nargs="?", default=None)
     sub.add_parser("reap", help="kill processes and remove containers left by a crashed session")
+    compare = sub.add_parser(
+        "compare",
+        help="judge a session (a report record or a baseline's newest) against a baseline file; "
+        "exit 1 when it regressed",
+    )
+    baseline_cli.add_arguments(compare)
+    record = sub.add_parser(
+        "baseline",
+        help="record this machine's baseline: N pytest sessions back to back, the first starting the "
+        "file over (--kt-baseline-update), the others appending (--kt-baseline-save); pytest's "
+        "arguments follow '--' (default: -m interference)",
+    )
+    record.add_argument("--sessions", type=int, default=3, help="how many sessions (default 3)")
+    record.add_argument("pytest_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
+    if args.command == "baseline":
+        return _record_baseline(args.sessions, args.pytest_args)
+    if args.command == "compare":
+        return baseline_cli.run(args)  # reports its own errors, as "error: <cause>; <fix>"
     try:
         if args.command == "fetch":
             server, model = assets.fetch(args.cache_dir)

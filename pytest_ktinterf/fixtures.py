@@ -17,6 +17,7 @@ import pytest
 
 from pytest_ktinterf.actors.base import Actor
 from pytest_ktinterf.actors.registry import ACTORS, bind, build, refusal
+from pytest_ktinterf.baseline.session import Gatekeeper
 from pytest_ktinterf.experiment.interfere import raise_for_verdicts, run, spec_from_call
 from pytest_ktinterf.measure.compare import Comparison, Design
 from pytest_ktinterf.measure.probe import Probe
@@ -27,6 +28,7 @@ from pytest_ktinterf.server import ServerHandle
 from pytest_ktinterf.testbed import Testbed
 
 report_key = pytest.StashKey[Report]()
+gate_key = pytest.StashKey[Gatekeeper | None]()  # set by plugin.py from the --kt-baseline-* flags
 
 
 def say_to(config: pytest.Config) -> Say:
@@ -53,6 +55,7 @@ def kt_testbed(pytestconfig: pytest.Config) -> Iterator[Testbed]:
         pytestconfig.rootpath,
         pytestconfig.stash[report_key],
         say_to(pytestconfig),
+        pytestconfig.stash.get(gate_key, None),
     )
     try:
         yield testbed
@@ -140,13 +143,15 @@ for _name, _spec in ACTORS.items():
 @pytest.fixture
 def kt_interfere(request: pytest.FixtureRequest, kt_testbed: Testbed) -> Callable[..., Comparison]:
     """``kt_interfere(actor, expect=None, label=None, streams=None, baseline_streams=None,
-    design=None, check=True, **params)`` -> Comparison: the code-defined form of a condition.
+    design=None, check=True, report=None, **params)`` -> Comparison: the code-defined form of a
+    condition.
 
     ``actor`` is a name as in experiment files (``cpu_stress``, ``ram_filler``, ... or ``none``),
-    ``params`` its parameters, ``expect`` a dict metric -> outcome (or taken from
-    ``@pytest.mark.interference(expect=...)``). Runs interleaved pairs sequentially until the
-    expectations are decided; with ``check`` it fails the test on a failed or inconclusive
-    verdict, so parametrized tests read as one line each.
+    ``params`` its parameters, ``expect`` a dict metric -> outcome of hard claims (or taken from
+    ``@pytest.mark.interference(expect=...)``), ``report`` cells to compare with, printed as
+    agrees/differs/undecided and never failing. Runs interleaved pairs sequentially until the
+    claims are decided; with ``check`` it fails the test on a failed or inconclusive claim, so
+    parametrized tests read as one line each.
     """
 
     def interfere(
@@ -158,12 +163,14 @@ def kt_interfere(request: pytest.FixtureRequest, kt_testbed: Testbed) -> Callabl
         baseline_streams: int | None = None,
         design: Design | dict[str, int] | None = None,
         check: bool = True,
+        report: dict[str, Any] | None = None,
         **params: Any,
     ) -> Comparison:
         spec = spec_from_call(
             request.node,
             actor,
             expect=expect,
+            report=report,
             label=label,
             streams=streams,
             baseline_streams=baseline_streams,

@@ -14,7 +14,10 @@ from typing import Any
 
 import pytest
 
+from pytest_ktinterf.baseline.gate import parse_thresholds
+from pytest_ktinterf.baseline.settings import BaselineSettings
 from pytest_ktinterf.errors import KtInterfError
+from pytest_ktinterf.system.cpu_quota import parse_fraction
 from pytest_ktinterf.system.docker_engine import engine_is_local
 
 BACKENDS = ("embedded", "process", "external", "docker")
@@ -30,6 +33,28 @@ class _Opt:
 
 _OPTIONS: tuple[_Opt, ...] = (
     _Opt("backend", "server backend: embedded (default), process, external, docker", None),
+    _Opt(
+        "baseline-dir",
+        "folder of this project's per-machine baseline files, committed with it (default baselines)",
+        "baselines",
+    ),
+    _Opt(
+        "baseline-file",
+        "compare with this baseline file instead of the one matching this machine's fingerprint "
+        "(a fingerprint that differs is an error naming the fields)",
+    ),
+    _Opt(
+        "baseline-fail",
+        "regression thresholds of the baseline gate: '10%%' for every metric, or per metric "
+        "'decode:10%%,prefill:15%%' (default 10%%); an experiment condition's own gate table wins",
+        "10%",
+    ),
+    _Opt(
+        "baseline-sessions",
+        "sessions a baseline file keeps (the newest; default 3) and that 'python -m "
+        "pytest_ktinterf baseline' records back to back",
+        "3",
+    ),
     _Opt("url", "base URL of an already running OpenAI-compatible server (external backend)"),
     _Opt(
         "server-cmd",
@@ -72,6 +97,7 @@ _OPTIONS: tuple[_Opt, ...] = (
         "cores the started server is pinned to, e.g. '1' or '0-3,8' (default: the last core)",
     ),
     _Opt("server-threads", "inference threads of the embedded server (default: one per pinned core)"),
+    _Opt("server-cpu-quota", "share 0 < f <= 1 of its pinned cores' time a started server may use"),
     _Opt("parallel", "parallel slots of the embedded server, i.e. the most streams (default 4)", "4"),
     _Opt("ready-timeout", "seconds to wait for the server to become ready (default 180)", "180"),
     _Opt("api", "endpoint the probe uses: chat (default) or completions", "chat"),
@@ -94,13 +120,6 @@ _OPTIONS: tuple[_Opt, ...] = (
         "no",
     ),
     _Opt(
-        "profile",
-        "expectations for this kind of machine: auto (default: the profile in experiments/profiles "
-        "whose match fits this machine), none (the experiment files' own, i.e. the report's), or a "
-        "profile file's path",
-        "auto",
-    ),
-    _Opt(
         "lock-timeout",
         "seconds an item waits for the machine lock held by another test or session before it "
         "fails naming the holder (default 3600)",
@@ -114,14 +133,25 @@ _OPTIONS: tuple[_Opt, ...] = (
 )
 
 
+# Switches (no value), in pytest-benchmark's style: --benchmark-save, --benchmark-compare ...
+FLAGS: tuple[tuple[str, str], ...] = (
+    ("baseline-save", "append this session to this machine's baseline file (made if missing)"),
+    ("baseline-compare", "gate this session against this machine's baseline file: a regression fails"),
+    ("baseline-update", "start this machine's baseline file over with this session (an accepted change)"),
+    ("baseline-strict", "a missing baseline or an inconclusive gate verdict fails (default: skip / print)"),
+)
+
+
 def add_options(parser: pytest.Parser) -> None:
     """Register every option on the command line and in the ini file."""
     group = parser.getgroup("ktinterf", "resource-interference experiments (pytest-ktinterf)")
+    for name, text in FLAGS:
+        group.addoption(f"--kt-{name}", dest="kt_" + name.replace("-", "_"), action="store_true", help=text)
     for opt in _OPTIONS:
         dest = "kt_" + opt.name.replace("-", "_")
         env_note = f" [env {opt.env}]" if opt.env else ""
         group.addoption(f"--kt-{opt.name}", dest=dest, default=None, help=opt.help + env_note)
-        parser.addini(dest, help=opt.help, default=None)
+        parser.addini(dest, help=opt.help.replace("%%", "%"), default=None)
 
 
 def parse_cpu_list(text: str, option: str = "--kt-server-cpus", check_available: bool = True) -> list[int]:
@@ -183,6 +213,7 @@ class Options:
     model: str | None = None
     server_cpus: list[int] = field(default_factory=list)
     server_threads: int | None = None
+    server_cpu_quota: float | None = None
     parallel: int = 4
     ready_timeout: float = 180.0
     api: str = "chat"
@@ -191,11 +222,11 @@ class Options:
     max_tokens: int = 64
     streams: int = 4
     trials: int = 6
+    baseline: BaselineSettings = field(default_factory=lambda: BaselineSettings())
     stress_ng: str = "stress-ng"
     report_json: str | None = ".ktinterf/report.json"
     memory_reserve_gib: float | None = None
     allow_host_overflow: bool = False
-    profile: str = "auto"
     max_pairs: int | None = None
     docker_image: str | None = None
     docker_cmd: str | None = None
@@ -265,6 +296,20 @@ def _choice(name: str, value: str | None, choices: tuple[str, ...]) -> str:
     return text
 
 
+def _baseline(config: pytest.Config, raw: dict[str, str | None]) -> BaselineSettings:
+    flag = {name: bool(config.getoption("kt_" + name.replace("-", "_"), default=False)) for name, _ in FLAGS}
+    return BaselineSettings(
+        save=flag["baseline-save"],
+        compare=flag["baseline-compare"] or raw["baseline-file"] is not None,
+        update=flag["baseline-update"],
+        strict=flag["baseline-strict"],
+        directory=raw["baseline-dir"] or "baselines",
+        file=raw["baseline-file"],
+        thresholds=parse_thresholds(raw["baseline-fail"] or "10%"),
+        sessions=_int("baseline-sessions", raw["baseline-sessions"]) or 3,
+    )
+
+
 def from_config(config: pytest.Config) -> Options:
     """Resolve and validate all options from a pytest config."""
     raw = {opt.name: _raw(config, opt) for opt in _OPTIONS}
@@ -305,6 +350,7 @@ def from_config(config: pytest.Config) -> Options:
         model=raw["model"],
         server_cpus=cpus,
         server_threads=_int("server-threads", raw["server-threads"]),
+        server_cpu_quota=parse_fraction(raw["server-cpu-quota"], backend),
         parallel=_int("parallel", raw["parallel"]) or 4,
         ready_timeout=float(_int("ready-timeout", raw["ready-timeout"]) or 180),
         api=api,
@@ -313,11 +359,11 @@ def from_config(config: pytest.Config) -> Options:
         max_tokens=_int("max-tokens", raw["max-tokens"], minimum=4) or 64,
         streams=_int("streams", raw["streams"]) or 4,
         trials=_int("trials", raw["trials"], minimum=3) or 6,
+        baseline=_baseline(config, raw),
         stress_ng=raw["stress-ng"] or "stress-ng",
         report_json=raw["report-json"] or None,
         memory_reserve_gib=_gib("memory-reserve", raw["memory-reserve"]),
         allow_host_overflow=_yes_no("allow-host-overflow", raw["allow-host-overflow"]),
-        profile=raw["profile"] or "auto",
         max_pairs=_int("max-pairs", raw["max-pairs"], minimum=6),
         docker_image=raw["docker-image"],
         docker_cmd=raw["docker-cmd"],
@@ -337,4 +383,4 @@ def given_on_command_line(config: pytest.Config) -> bool:
     """Whether any ``--kt-*`` option was given (command line or addopts): the user asked for us."""
     return any(
         config.getoption("kt_" + opt.name.replace("-", "_"), default=None) is not None for opt in _OPTIONS
-    )
+    ) or any(config.getoption("kt_" + name.replace("-", "_"), default=False) for name, _ in FLAGS)

@@ -17,12 +17,14 @@ import pytest
 
 from pytest_ktinterf import fixtures
 from pytest_ktinterf import options as options_mod
+from pytest_ktinterf.baseline.session import Gatekeeper, fingerprint_of
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.experiment import outcomes
 from pytest_ktinterf.experiment.collect import EXPERIMENTS_INI, ExperimentFile, is_experiment_file
 from pytest_ktinterf.experiment.interfere import VerdictFailure
 from pytest_ktinterf.measure.compare import partial_comparison
 from pytest_ktinterf.options import options_key
+from pytest_ktinterf.report.baseline_text import baseline_lines, regressed
 from pytest_ktinterf.report.plots import write_plots
 from pytest_ktinterf.report.record import Report, json_safe, merge_records, write_record
 from pytest_ktinterf.report.text import render_lines
@@ -55,11 +57,17 @@ def pytest_configure(config: pytest.Config) -> None:
         f"{MARKER}: a resource-interference experiment that measures the server; such tests "
         "never overlap each other (one machine-wide lock)",
     )
+    report = Report()
     try:
-        config.stash[options_key] = options_mod.from_config(config)
+        options = options_mod.from_config(config)
+        config.stash[options_key] = options
+        keeper = Gatekeeper.open(options, config.rootpath)
     except KtInterfError as exc:
         raise pytest.UsageError(exc.line()) from None
-    config.stash[report_key] = Report()
+    config.stash[fixtures.gate_key] = keeper
+    if keeper is not None:
+        report.baseline.update(keeper.header())
+    config.stash[report_key] = report
     config.stash[active_key] = options_mod.given_on_command_line(config)
     config.pluginmanager.register(fixtures, "ktinterf-fixtures")
 
@@ -203,7 +211,12 @@ def _session_record(config: pytest.Config) -> dict[str, Any] | None:
     records += [workers[w] for w in sorted(workers, key=lambda w: (len(w), w))]
     if not records:
         return None
-    return records[0] if len(records) == 1 else merge_records(records)
+    record = records[0] if len(records) == 1 else merge_records(records)
+    if options_key in config.stash:  # what an offline compare checks two records against
+        keeper = config.stash.get(fixtures.gate_key, None)
+        fingerprint = keeper.fingerprint if keeper else fingerprint_of(config.stash[options_key])
+        record["fingerprint"] = fingerprint.keyed
+    return record
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -211,8 +224,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if record is None:
         return
     terminalreporter.write_sep("=", "ktinterf report")
-    for line in render_lines(record):
+    for line in render_lines(record) + baseline_lines(record):
         terminalreporter.write_line(line)
+    saved = config.stash.get(_saved_key, None)
+    if saved:
+        terminalreporter.write_line(saved, bold=True)
     target = _json_target(config)
     if target is not None:
         write_record(record, target)
@@ -222,13 +238,44 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             terminalreporter.write_line(f"plots: {', '.join(str(p) for p in plots)}")
 
 
+_saved_key = pytest.StashKey[str]()
+
+
+def _save_baseline(session: pytest.Session) -> None:
+    """``--kt-baseline-save`` / ``-update``: append the session (all workers') to this machine's file.
+
+    Not when the session was interrupted (half a session would narrow the spread it records),
+    nor when this same session's gate found a regression (that would teach the baseline the
+    regression; accept one on purpose with ``--kt-baseline-update``).
+    """
+    config = session.config
+    keeper = config.stash.get(fixtures.gate_key, None)
+    if keeper is None or not (keeper.settings.save or keeper.settings.update) or _is_xdist_worker(config):
+        return
+    record = _session_record(config)
+    if session.shouldstop or session.exitstatus == pytest.ExitCode.INTERRUPTED:
+        message = "baseline NOT saved: the session was interrupted"
+    elif record is None:
+        message = "baseline NOT saved: nothing was measured"
+    elif keeper.settings.save and not keeper.settings.update and regressed(record):
+        message = "baseline NOT saved: the gate found a regression (accept it with --kt-baseline-update)"
+    else:
+        try:
+            message = keeper.save(record)
+        except KtInterfError as exc:
+            message = f"baseline NOT saved: {exc.line()}"
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    config.stash[_saved_key] = message
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """xdist workers have no terminal summary: they write their record and send it home.
 
     The controller merges what they send (``pytest_testnodedown``) and prints one report; the
-    per-worker file stays as that worker's own account.
+    per-worker file stays as that worker's own account. The controller saves the baseline.
     """
     config = session.config
+    _save_baseline(session)
     report = config.stash.get(report_key, None)
     if not _is_xdist_worker(config) or report is None or report.empty:
         return

@@ -18,8 +18,9 @@ from pathlib import Path
 import httpx
 
 from pytest_ktinterf.actors.builders import ActorContext
+from pytest_ktinterf.baseline.session import Gatekeeper
 from pytest_ktinterf.errors import ServerError
-from pytest_ktinterf.judge.expectations import Expectation
+from pytest_ktinterf.judge.verdict import Check
 from pytest_ktinterf.measure.compare import (
     Comparison,
     Condition,
@@ -34,6 +35,7 @@ from pytest_ktinterf.options import Options, format_cpu_list
 from pytest_ktinterf.progress import Say
 from pytest_ktinterf.report.record import Report
 from pytest_ktinterf.server import ServerHandle, open_server
+from pytest_ktinterf.server.identity import identify
 from pytest_ktinterf.system.lock import measuring
 
 
@@ -48,11 +50,14 @@ class Testbed:
 
     __test__ = False  # not a test class, whatever pytest's name pattern says
 
-    def __init__(self, options: Options, rootpath: Path, report: Report, say: Say) -> None:
+    def __init__(
+        self, options: Options, rootpath: Path, report: Report, say: Say, gate: Gatekeeper | None = None
+    ) -> None:
         self.options = options
         self.rootpath = rootpath
         self.report = report
         self.say = say
+        self.gate = gate  # the baseline gate, when a --kt-baseline-* flag asks for it
         self._stack = contextlib.ExitStack()
         self._server: ServerHandle | None = None
         self._probe: Probe | None = None
@@ -75,6 +80,7 @@ class Testbed:
                 "url": handle.url,
                 "cpus": format_cpu_list(cpus) if cpus else None,
                 **{k: v for k, v in handle.meta.items() if k in ("threads", "parallel", "model")},
+                "identity": identify(handle),
             }
             self._server = handle
         return self._server
@@ -125,7 +131,7 @@ class Testbed:
         streams: int = 1,
         trials: int | None = None,
         design: Design | None = None,
-        expectations: Sequence[Expectation] = (),
+        expectations: Sequence[Check] = (),
         baseline_streams: int | None = None,
     ) -> Comparison:
         """Interleaved baseline/condition pairs (see ``measure.compare``), added to the report."""

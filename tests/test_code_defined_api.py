@@ -16,6 +16,10 @@ CALLS = {
         'kt_interfere("cpu_stress", cores="spare", expect={"decode": "slower"})',
         "expect.decode: unknown outcome 'slower'",
     ),
+    "bad_report_outcome": (
+        'kt_interfere("cpu_stress", cores="spare", report={"decode": "slower"})',
+        "report.decode: unknown outcome 'slower'",
+    ),
     "bad_metric": (
         'kt_interfere("cpu_stress", cores="spare", expect={"latency": "degraded"})',
         "unknown metric 'latency'",
@@ -52,7 +56,17 @@ def test_expectations_come_from_the_marker(pytester, monkeypatch, tmp_path):
             assert spec.expect["decode"].describe() == "degraded by at least 30%"
             assert spec.design.min_pairs == 8 and spec.design.rounds == 2
             assert spec.label == "cpu_stress {'cores': 'server'}"
+            assert spec.report == {} and spec.reference == {}
+
+        @pytest.mark.interference(report={"prefill": "degraded"})
+        def test_report_only(request):
+            spec = spec_from_call(request.node, "cpu_stress", expect=None, label=None, streams=None,
+                                  baseline_streams=None, design=None, params={"cores": "spare"},
+                                  report={"decode": "unaffected"})  # the argument wins over the marker
+            assert spec.expect == {}
+            assert [(e.metric, e.kind) for e in spec.checks] == [("decode", "report")]
+            assert spec.reference == {"decode": "unaffected"}
         """
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=2)

@@ -1,8 +1,10 @@
-"""Experiment and profile files: what loads, what each mistake says, and how pytest collects them.
+"""Experiment files: what loads, what each mistake says, how pytest collects them, and what the
+two kinds of check (hard claims, the report's cells) do to a comparison.
 
 Every mistake must fail naming the file, the key, and what is expected there; the pytester
 tests check that this is what a user sees at collection (one message, no traceback). They only
-ever collect (``--collect-only``): nothing here starts a server or measures anything.
+ever collect (``--collect-only``), and the comparisons run on a scripted probe: nothing here
+starts a server or measures anything.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import math
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +22,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytest_ktinterf.actors.registry import ACTORS
+from pytest_ktinterf.experiment.interfere import VerdictFailure, run
+from pytest_ktinterf.experiment.outcomes import Outcome
 from pytest_ktinterf.experiment.schema import (
     CONDITION_KEYS,
+    GATE_METRICS,
+    ConditionSpec,
     ExperimentFileError,
-    apply_profile,
-    find_profile,
+    describes_machine,
     load_experiment,
-    load_profile,
 )
 from pytest_ktinterf.judge.expectations import DEFAULT_BOUNDS, METRICS, OUTCOMES, Expectation
-from pytest_ktinterf.measure.compare import Design
+from pytest_ktinterf.measure.compare import Comparison, Design, compare
+from pytest_ktinterf.measure.samples import RequestSample, RoundSample
+from pytest_ktinterf.options import Options
 
 SEED_REPORT = Path(__file__).resolve().parent.parent / "experiments" / "seed_report.toml"
 
@@ -69,18 +76,42 @@ def test_the_seed_report_loads():
     assert len(ids) == len(set(ids)) >= 10
     assert experiment.name == "seed_report"
     assert experiment.streams == 1
+    assert not experiment.described  # no machine given: the report's cells stay the report's
     for condition in experiment.conditions:
-        assert condition.expect, condition.id
+        assert {"prefill", "decode"} <= set(condition.report), condition.id  # every matrix row
         assert condition.actor in ACTORS
-        assert condition.reference == {m: e.outcome for m, e in condition.expect.items()}
-        assert condition.overridden_by is None
+        assert condition.reference == {m: e.outcome for m, e in condition.report.items()}
+        assert all(e.kind == "report" for e in condition.report.values())
+        assert all(e.kind == "expect" for e in condition.expect.values())
         assert 6 <= condition.design.min_pairs <= condition.design.max_pairs
         assert condition.design == experiment.conditions[0].design  # the file's [design] for all
     by_id = {c.id: c for c in experiment.conditions}
-    assert by_id["cpu_server"].expect["decode"] == Expectation("decode", "degraded", 0.25)
+    # Hard claims only where a mechanism makes them hold on any machine.
+    hard = {c.id: {m: e.describe() for m, e in c.expect.items()} for c in experiment.conditions if c.expect}
+    assert hard == {
+        "cpu_server": {"prefill": "degraded by at least 25%", "decode": "degraded by at least 25%"},
+        "overflow_contained": {"decode": "collapsed by at least 60%"},
+        "concurrency": {"ram": "unaffected within 15%"},
+    }
+    # The report's cells are its words at the default bounds; only its concurrency claim has figures.
+    for condition in experiment.conditions:
+        for metric, cell in condition.report.items():
+            if (condition.id, metric) in {("concurrency", "prefill"), ("concurrency", "decode")}:
+                assert cell.region == pytest.approx((1.3, 1.5))
+            else:
+                where = (condition.id, metric)
+                assert (cell.bound, cell.at_most) == (DEFAULT_BOUNDS[cell.outcome], None), where
     concurrency = by_id["concurrency"]
     assert (concurrency.streams, concurrency.baseline_streams) == (4, 1)
-    assert concurrency.expect["prefill"].region == pytest.approx((1.3, 1.5))
+    assert concurrency.metrics == ["ram", "prefill", "decode", "vram"]  # hard claims' first
+
+
+def test_the_seed_report_is_hard_on_the_machine_it_describes():
+    report_machine = {"cpu_model": "Intel(R) Xeon(R) Platinum 8461V", "gpus": ["NVIDIA GeForce RTX 3090"]}
+    experiment = load_experiment(SEED_REPORT, lambda: report_machine)
+    assert experiment.described
+    for condition in experiment.conditions:
+        assert all(e.kind == "expect" for e in condition.checks), condition.id
 
 
 def test_a_minimal_file_loads_with_defaults(tmp_path: Path):
@@ -117,7 +148,11 @@ MISTAKES = {
         "extras",
         "experiment, workload, design, bounds, conditions",
     ),
-    "unknown [experiment] key": (HEAD + 'author = "me"\n' + CPU, "experiment.author", "only source, title"),
+    "unknown [experiment] key": (
+        HEAD + 'author = "me"\n' + CPU,
+        "experiment.author",
+        "only describes, source, title",
+    ),
     "no conditions": (HEAD, "conditions", "at least one [conditions.<id>] table"),
     "condition is not a table": (HEAD + "[conditions]\ncpu = 3\n", "conditions.cpu", "a table"),
     "unknown condition key": (
@@ -196,10 +231,49 @@ MISTAKES = {
         "conditions.cpu.params",
         "a table of the actor's parameters",
     ),
-    "missing expect": (
+    "neither expect nor report": (
         HEAD + CPU.replace('expect = { prefill = "degraded", decode = "unaffected" }\n', ""),
         "conditions.cpu.expect",
-        'what the condition should do, e.g. { decode = "degraded" }',
+        "at least one: expect = ",
+    ),
+    "empty report": (HEAD + CPU + "report = {}\n", "conditions.cpu.report", "a table of metric = outcome"),
+    "bad report outcome": (
+        HEAD + CPU + 'report = { decode = "slower" }\n',
+        "conditions.cpu.report.decode",
+        "one of " + ", ".join(OUTCOMES),
+    ),
+    "report bound out of range": (
+        HEAD + CPU + 'report = { decode = { outcome = "unaffected", within = 1.5 } }\n',
+        "conditions.cpu.report.decode",
+        "a fraction in (0, 1)",
+    ),
+    "gate not a table": (HEAD + CPU + "gate = 0.15\n", "conditions.cpu.gate", "a table of metric = fraction"),
+    "empty gate": (HEAD + CPU + "gate = {}\n", "conditions.cpu.gate", "a table of metric = fraction"),
+    "gate on a resource": (
+        HEAD + CPU + "gate = { ram = 0.1 }\n",
+        "conditions.cpu.gate.ram",
+        "one of prefill, decode, prefill_per_stream, decode_per_stream",
+    ),
+    "gate of a whole": (HEAD + CPU + "gate = { decode = 1.0 }\n", "conditions.cpu.gate.decode", "(0, 1)"),
+    "gate of zero": (HEAD + CPU + "gate = { decode = 0 }\n", "conditions.cpu.gate.decode", "(0, 1)"),
+    "gate as a percentage": (HEAD + CPU + "gate = { decode = 15 }\n", "conditions.cpu.gate.decode", "(0, 1)"),
+    "gate as a word": (HEAD + CPU + 'gate = { decode = "15%" }\n', "conditions.cpu.gate.decode", "(0, 1)"),
+    "gate as a bool": (HEAD + CPU + "gate = { decode = true }\n", "conditions.cpu.gate.decode", "(0, 1)"),
+    "describes not a table": (
+        HEAD + 'describes = "Xeon"\n' + CPU,
+        "experiment.describes",
+        "a table such as { cpu_model",
+    ),
+    "empty describes": (HEAD + "describes = {}\n" + CPU, "experiment.describes", "a table such as"),
+    "unknown describes key": (
+        HEAD + 'describes = { ram = "384 GB" }\n' + CPU,
+        "experiment.describes.ram",
+        "only cpu_model, gpu",
+    ),
+    "empty describes value": (
+        HEAD + 'describes = { gpu = " " }\n' + CPU,
+        "experiment.describes.gpu",
+        "a non-empty part of the name",
     ),
     "empty expect": (
         HEAD + CPU.replace('{ prefill = "degraded", decode = "unaffected" }', "{}"),
@@ -329,18 +403,6 @@ def test_workload_streams_are_every_conditions_default(tmp_path: Path):
     assert cpu.streams is None  # the runner's default, 1
 
 
-def test_the_real_profiles_load_and_apply_to_the_seed_report():
-    experiment = load_experiment(SEED_REPORT)
-    profiles = sorted((SEED_REPORT.parent / "profiles").glob("*.toml"))
-    for path in profiles:
-        profile = load_profile(path)
-        applied = apply_profile(experiment, profile)
-        for condition in applied.conditions:
-            original = next(c for c in experiment.conditions if c.id == condition.id)
-            assert condition.reference == original.reference
-            assert set(original.expect) <= set(condition.expect)
-
-
 def test_actor_none_with_different_streams_loads(tmp_path: Path):
     (conc,) = load_experiment(
         write(tmp_path, "e.toml", HEAD + NONE_ACTOR + "streams = 4\nbaseline_streams = 1\n")
@@ -348,181 +410,161 @@ def test_actor_none_with_different_streams_loads(tmp_path: Path):
     assert (conc.actor, conc.streams, conc.baseline_streams) == ("none", 4, 1)
 
 
-# -- profiles ------------------------------------------------------------------------------
+# -- the two kinds of check: hard claims fail, the report's cells are shown -----------------
 
-PROFILE = """\
-[profile]
-name = "small-vm"
-description = "two cores: decode is CPU-bound here"
-match = { logical_cpus_max = 4, gpu = false }
+TWO_KINDS = """\
+[experiment]
+title = "two kinds"
+describes = { cpu_model = "Platinum 8461V", gpu = "RTX 3090" }
 
-[expect.exp.cpu]
-decode = { outcome = "degraded", at_least = 0.05 }
+[design]
+min_pairs = 6
+max_pairs = 14
+step = 4
+
+[conditions.conc]
+actor = "none"
+streams = 2
+baseline_streams = 1
+expect = { prefill = { outcome = "degraded", at_least = 0.25 } }
+report = { prefill = "unaffected", decode = "unaffected" }
+gate = { decode = 0.15, prefill_per_stream = 0.2 }
 """
+THE_REPORTS_MACHINE = {"cpu_model": "Intel(R) Xeon(R) Platinum 8461V", "gpus": ["NVIDIA GeForce RTX 3090"]}
 
 
-def test_load_profile(tmp_path: Path):
-    profile = load_profile(write(tmp_path, "profiles/small.toml", PROFILE))
-    assert profile.name == "small-vm"
-    assert profile.description.startswith("two cores")
-    assert profile.match == {"logical_cpus_max": 4, "gpu": False}
-    assert profile.expect == {"exp": {"cpu": {"decode": Expectation("decode", "degraded", 0.05)}}}
+def test_report_cells_and_gate_load_beside_the_hard_claims(tmp_path: Path):
+    asked = []
+    experiment = load_experiment(write(tmp_path, "e.toml", TWO_KINDS), lambda: asked.append(1) or {})
+    (conc,) = experiment.conditions
+    assert asked == [1] and not experiment.described  # this machine is not the report's
+    assert conc.expect == {"prefill": Expectation("prefill", "degraded", 0.25)}
+    assert conc.report == {
+        "prefill": Expectation("prefill", "unaffected", 0.15, kind="report"),
+        "decode": Expectation("decode", "unaffected", 0.15, kind="report"),
+    }
+    assert conc.reference == {"prefill": "unaffected", "decode": "unaffected"}
+    assert conc.gate == {"decode": 0.15, "prefill_per_stream": 0.2}
+    assert conc.metrics == ["prefill", "decode"]
+    assert [(e.metric, e.kind) for e in conc.checks] == [
+        ("prefill", "expect"), ("prefill", "report"), ("decode", "report"),
+    ]  # fmt: skip
 
 
-def test_apply_profile_replaces_only_the_named_metrics(tmp_path: Path):
-    experiment = load_experiment(write(tmp_path, "exp.toml", HEAD + CPU + RAM))
-    profile = load_profile(write(tmp_path, "profiles/small.toml", PROFILE))
-    applied = apply_profile(experiment, profile)
-    cpu, ram = applied.conditions
-    assert cpu.expect["decode"] == Expectation("decode", "degraded", 0.05)  # overridden
-    assert cpu.expect["prefill"] == experiment.conditions[0].expect["prefill"]  # kept
-    assert cpu.reference == {"prefill": "degraded", "decode": "unaffected"}  # still the file's
-    assert cpu.overridden_by == "small-vm"
-    assert ram == experiment.conditions[1]  # untouched
-    assert ram.overridden_by is None
-    assert (applied.path, applied.title) == (experiment.path, experiment.title)
-    # the experiment itself is not modified
-    assert experiment.conditions[0].expect["decode"].outcome == "unaffected"
-
-
-def test_apply_profile_may_add_a_metric(tmp_path: Path):
-    experiment = load_experiment(write(tmp_path, "exp.toml", HEAD + CPU))
-    profile = load_profile(write(tmp_path, "p.toml", PROFILE + 'ram = "unaffected"\n'))
-    (cpu,) = apply_profile(experiment, profile).conditions
-    assert set(cpu.expect) == {"prefill", "decode", "ram"}
-    assert "ram" not in cpu.reference
-
-
-def test_apply_profile_for_another_experiment_or_none_changes_nothing(tmp_path: Path):
-    experiment = load_experiment(write(tmp_path, "other.toml", HEAD + CPU))
-    profile = load_profile(write(tmp_path, "p.toml", PROFILE))
-    assert apply_profile(experiment, profile) is experiment
-    assert apply_profile(experiment, None) is experiment
-
-
-def test_an_override_of_a_missing_condition_names_the_profile(tmp_path: Path):
-    experiment = load_experiment(write(tmp_path, "exp.toml", HEAD + RAM))
-    profile_path = write(tmp_path, "profiles/small.toml", PROFILE)
-    with pytest.raises(ExperimentFileError) as info:
-        apply_profile(experiment, load_profile(profile_path))
-    exc = info.value
-    assert exc.path == profile_path
-    assert exc.key == "expect.exp.cpu"
-    assert "one of ram" in exc.expected
-    assert str(exc).startswith(f"{profile_path}: [expect.exp.cpu] names no condition of")
-
-
-PROFILE_MISTAKES = {
-    "missing [profile]": ('[expect.exp.cpu]\ndecode = "degraded"\n', "profile", "a [profile] table"),
-    "unknown table": ('[profile]\nname = "p"\n[extra]\n', "extra", "profile, expect"),
-    "unknown [profile] key": ('[profile]\nname = "p"\nowner = "me"\n', "profile.owner", "only description"),
-    "unknown match key": (
-        "[profile]\nmatch = { cpus = 4 }\n",
-        "profile.match",
-        "gpu, logical_cpus_max, logical_cpus_min",
-    ),
-    "match not a table": ('[profile]\nmatch = "small"\n', "profile.match", "a table with"),
-    "match with a string count": (
-        '[profile]\nmatch = { logical_cpus_max = "4" }\n',
-        "profile.match.logical_cpus_max",
-        "an integer",
-    ),
-    "match with a non-bool gpu": (
-        '[profile]\nmatch = { gpu = "no" }\n',
-        "profile.match.gpu",
-        "true or false",
-    ),
-    "expect not a table": ('expect = 3\n[profile]\nname = "p"\n', "expect", "a table"),
-    "experiment not a table": (
-        '[profile]\nname = "p"\n[expect]\nexp = 3\n',
-        "expect.exp",
-        "[expect.<experiment>.<condition>]",
-    ),
-    "bad outcome": (
-        '[profile]\nname = "p"\n[expect.exp.cpu]\ndecode = "slower"\n',
-        "expect.exp.cpu.decode",
-        "one of",
-    ),
-    "empty override": (
-        '[profile]\nname = "p"\n[expect.exp]\ncpu = {}\n',
-        "expect.exp.cpu",
-        "a table of metric",
-    ),
-}
-
-
-@pytest.mark.parametrize(("text", "key", "expected"), PROFILE_MISTAKES.values(), ids=PROFILE_MISTAKES.keys())
-def test_profile_mistakes_name_the_file_and_the_key(tmp_path: Path, text: str, key: str, expected: str):
-    path = write(tmp_path, "profiles/p.toml", text)
-    with pytest.raises(ExperimentFileError) as info:
-        load_profile(path)
-    assert info.value.path == path
-    assert info.value.key == key
-    assert expected in info.value.expected
-    assert str(info.value).startswith(f"{path}: [{key}] ")
-
-
-def _profile(name: str, match: str) -> str:
-    return f'[profile]\nname = "{name}"\nmatch = {match}\n'
+def test_a_report_only_condition_loads_and_a_file_without_describes_never_asks(tmp_path: Path):
+    text = HEAD + CPU.replace("expect = ", "report = ")
+    experiment = load_experiment(write(tmp_path, "e.toml", text), lambda: pytest.fail("not asked"))
+    (cpu,) = experiment.conditions
+    assert cpu.expect == {} and set(cpu.report) == {"prefill", "decode"} and cpu.gate == {}
 
 
 @pytest.mark.parametrize(
-    ("match", "machine", "matches"),
+    ("machine", "described"),
     [
-        ("{}", {"logical_cpus": 2, "gpu": False}, True),
-        ("{ logical_cpus_max = 4 }", {"logical_cpus": 4, "gpu": True}, True),
-        ("{ logical_cpus_max = 4 }", {"logical_cpus": 5, "gpu": False}, False),
-        ("{ logical_cpus_min = 16 }", {"logical_cpus": 16, "gpu": False}, True),
-        ("{ logical_cpus_min = 16 }", {"logical_cpus": 8, "gpu": False}, False),
-        ("{ logical_cpus_min = 4, logical_cpus_max = 8 }", {"logical_cpus": 6, "gpu": False}, True),
-        ("{ logical_cpus_min = 4, logical_cpus_max = 8 }", {"logical_cpus": 9, "gpu": False}, False),
-        ("{ gpu = true }", {"logical_cpus": 2, "gpu": True}, True),
-        ("{ gpu = true }", {"logical_cpus": 2, "gpu": False}, False),
-        ("{ gpu = false, logical_cpus_max = 4 }", {"logical_cpus": 2, "gpu": True}, False),
+        (THE_REPORTS_MACHINE, True),
+        ({"cpu_model": "INTEL(R) XEON(R) PLATINUM 8461V", "gpus": ["a", "nvidia geforce rtx 3090"]}, True),
+        ({"cpu_model": "Intel(R) Xeon(R) Platinum 8461V", "gpus": []}, False),  # every key must match
+        ({"cpu_model": "AMD EPYC 7763", "gpus": ["NVIDIA GeForce RTX 3090"]}, False),
+        ({"cpu_model": "Intel(R) Xeon(R) Platinum 8461V", "gpus": ["NVIDIA RTX 4090"]}, False),
+        ({}, False),
     ],
 )
-def test_profile_match(tmp_path: Path, match: str, machine: dict[str, Any], matches: bool):
-    write(tmp_path, "profiles/p.toml", _profile("p", match))
-    assert load_profile(tmp_path / "profiles/p.toml").matches(machine) is matches
-    found = find_profile(tmp_path, machine)
-    assert (found is not None and found.name == "p") is matches
+def test_describes_matches_substrings_of_every_given_key(machine: dict[str, Any], described: bool):
+    describes = {"cpu_model": "Platinum 8461V", "gpu": "RTX 3090"}
+    assert describes_machine(describes, machine) is described
+    assert describes_machine({"gpu": "RTX 3090"}, {"gpus": ["NVIDIA GeForce RTX 3090"]})
+    assert not describes_machine({}, THE_REPORTS_MACHINE)  # describing nothing describes no machine
 
 
-def test_find_profile_picks_the_one_that_matches(tmp_path: Path):
-    write(tmp_path, "profiles/small.toml", _profile("small", "{ logical_cpus_max = 4 }"))
-    write(tmp_path, "profiles/big.toml", _profile("big", "{ logical_cpus_min = 32 }"))
-    write(
-        tmp_path,
-        "profiles/gpu.toml",
-        _profile("gpu", "{ logical_cpus_min = 5, logical_cpus_max = 31, gpu = true }"),
-    )
-    assert find_profile(tmp_path, {"logical_cpus": 2, "gpu": True}).name == "small"
-    assert find_profile(tmp_path, {"logical_cpus": 64, "gpu": True}).name == "big"
-    assert find_profile(tmp_path, {"logical_cpus": 16, "gpu": True}).name == "gpu"
-    assert find_profile(tmp_path, {"logical_cpus": 16, "gpu": False}) is None
+def test_on_the_described_machine_the_report_cells_are_hard_claims(tmp_path: Path):
+    experiment = load_experiment(write(tmp_path, "e.toml", TWO_KINDS), lambda: THE_REPORTS_MACHINE)
+    (conc,) = experiment.conditions
+    assert experiment.described
+    assert {m: e.kind for m, e in conc.report.items()} == {"prefill": "expect", "decode": "expect"}
+    assert conc.reference == {"prefill": "unaffected", "decode": "unaffected"}
 
 
-def test_find_profile_without_a_profiles_directory(tmp_path: Path):
-    assert find_profile(tmp_path, {"logical_cpus": 2, "gpu": False}) is None
+class ScriptedProbe:
+    """Rounds of one request: the condition halves prefill, and its decode ratio swings between
+    0.80 and 0.95, an interval that straddles the edge of "unaffected within 15%" at any count."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def measure(self, streams: int = 1) -> RoundSample:
+        self.calls += 1
+        pair, condition = divmod(self.calls - 2, 2)  # call 1 is the warm-up
+        ttft = 0.5 * (2.0 + 0.01 * (pair % 3) if condition and self.calls > 1 else 1.0)
+        decode_s = 0.5 / ((0.80, 0.95)[pair % 2] if condition and self.calls > 1 else 1.0)
+        request = RequestSample(0, 0.0, ttft, ttft + decode_s, [ttft, ttft + decode_s], 128, 2)
+        now = time.perf_counter()
+        return RoundSample(1, [request], now, now)
 
 
-def test_two_matching_profiles_are_an_error(tmp_path: Path):
-    write(tmp_path, "profiles/a.toml", _profile("a", "{ logical_cpus_max = 4 }"))
-    write(tmp_path, "profiles/b.toml", _profile("b", "{ gpu = false }"))
-    with pytest.raises(ExperimentFileError) as info:
-        find_profile(tmp_path, {"logical_cpus": 2, "gpu": False})
-    exc = info.value
-    assert exc.path == tmp_path / "profiles"
-    assert exc.key == "profile.match"
-    assert "a.toml" in exc.problem and "b.toml" in exc.problem
-    assert "--kt-profile" in exc.expected
-    assert find_profile(tmp_path, {"logical_cpus": 2, "gpu": True}).name == "a"  # only one matches
+class ScriptedTestbed:
+    """What ``interfere.run`` asks of a testbed for actor ``none``: options and ``compare``."""
+
+    def __init__(self) -> None:
+        self.options = Options()
+        self.probe = ScriptedProbe()
+        self.gate = None  # no --kt-baseline-* flag
+
+    def compare(self, condition: Any, **kwargs: Any) -> Comparison:
+        return compare(self.probe, condition, **kwargs)  # type: ignore[arg-type]
 
 
-def test_a_broken_profile_fails_find_profile(tmp_path: Path):
-    write(tmp_path, "profiles/a.toml", "[profile\n")
-    with pytest.raises(ExperimentFileError, match="is not valid TOML"):
-        find_profile(tmp_path, {"logical_cpus": 2, "gpu": False})
+def _run(condition: ConditionSpec) -> tuple[Comparison, Outcome]:
+    result = run(ScriptedTestbed(), condition)  # type: ignore[arg-type]
+    return result, Outcome.of(result, worker="")
+
+
+def test_report_cells_never_fail_and_never_buy_pairs(tmp_path: Path):
+    (conc,) = load_experiment(write(tmp_path, "e.toml", TWO_KINDS)).conditions
+    result, outcome = _run(conc)
+    # The hard claim is decided at 6 pairs; the undecided decode cell asks for no more.
+    assert result.pairs == 6
+    seen = {(v.metric, v.kind): v.word for v in result.verdicts}
+    assert seen == {
+        ("prefill", "expect"): "pass",
+        ("prefill", "report"): "differs",
+        ("decode", "report"): "undecided",
+    }
+    assert result.failures() == []
+    prefill = outcome.judge("conc", "prefill")  # an item whose report cell differs still passes
+    assert "PASS prefill: degraded by at least 25%" in prefill and "REPORT SAYS DIFFERS prefill" in prefill
+    assert outcome.judge("conc", "decode").startswith("REPORT SAYS UNDECIDED decode: unaffected within 15%")
+    record = result.to_record()
+    assert record["reference"] == {"prefill": "unaffected", "decode": "unaffected"}
+    assert record["expected"] == {"prefill": "degraded by at least 25%"}  # the claims only
+
+
+def test_a_report_only_condition_runs_min_pairs(tmp_path: Path):
+    text = TWO_KINDS.replace('expect = { prefill = { outcome = "degraded", at_least = 0.25 } }\n', "")
+    (conc,) = load_experiment(write(tmp_path, "e.toml", text)).conditions
+    result, outcome = _run(conc)
+    assert result.pairs == 6
+    assert [v.fails for v in result.verdicts] == [False, False]
+    outcome.judge("conc", "prefill")
+    outcome.judge("conc", "decode")
+
+
+def test_on_the_described_machine_the_report_cells_fail_and_buy_pairs(tmp_path: Path):
+    (conc,) = load_experiment(write(tmp_path, "e.toml", TWO_KINDS), lambda: THE_REPORTS_MACHINE).conditions
+    result, outcome = _run(conc)
+    assert result.pairs == 14  # the undecided decode cell, a claim here, spends the budget
+    failing = {(v.metric, v.status) for v in result.failures()}
+    assert failing == {("prefill", "fail"), ("decode", "inconclusive")}
+    with pytest.raises(VerdictFailure, match="FAIL prefill: unaffected within 15%"):
+        outcome.judge("conc", "prefill")
+    with pytest.raises(VerdictFailure, match="INCONCLUSIVE decode"):
+        outcome.judge("conc", "decode")
+
+
+def test_run_judges_only_the_selected_metrics_checks(tmp_path: Path):
+    (conc,) = load_experiment(write(tmp_path, "e.toml", TWO_KINDS)).conditions
+    result = run(ScriptedTestbed(), conc, metrics={"decode"})  # type: ignore[arg-type]
+    assert [(e.metric, e.kind) for e in result.expectations] == [("decode", "report")]
+    assert result.reference == {"prefill": "unaffected", "decode": "unaffected"}
 
 
 # -- property: any valid condition table round-trips through TOML text ------------------
@@ -598,7 +640,11 @@ def conditions(draw: st.DrawFn) -> dict[str, dict[str, Any]]:
         params = draw(ACTOR_PARAMS[actor])
         if params or draw(st.booleans()):
             table["params"] = params
-        table["expect"] = {m: draw(expectation_values()) for m in metrics}
+        kinds = draw(st.sampled_from([("expect",), ("report",), ("expect", "report")]))
+        for kind in kinds:
+            table[kind] = {m: draw(expectation_values()) for m in metrics}
+        if draw(st.booleans()):
+            table["gate"] = {m: draw(fractions) for m in metrics if m in GATE_METRICS} or {"decode": 0.1}
         found[cid] = table
     return found
 
@@ -625,15 +671,18 @@ def test_valid_condition_tables_round_trip(tables: dict[str, dict[str, Any]]):
         assert condition.actor == table["actor"]
         assert condition.params == table.get("params", {})
         assert condition.label == table.get("label", condition.id)
-        assert list(condition.expect) == list(table["expect"])
-        for metric, value in table["expect"].items():
-            got = condition.expect[metric]
-            spec = {"outcome": value} if isinstance(value, str) else value
-            assert got.metric == metric
-            assert got.outcome == condition.reference[metric] == spec["outcome"]
-            bound = spec.get("within", spec.get("at_least", DEFAULT_BOUNDS[spec["outcome"]]))
-            assert got.bound == bound
-            assert got.at_most == spec.get("at_most")
+        assert condition.gate == table.get("gate", {})
+        assert condition.reference == {m: e.outcome for m, e in condition.report.items()}
+        for kind, parsed in (("expect", condition.expect), ("report", condition.report)):
+            assert list(parsed) == list(table.get(kind, {}))
+            for metric, value in table.get(kind, {}).items():
+                got = parsed[metric]
+                spec = {"outcome": value} if isinstance(value, str) else value
+                assert (got.metric, got.kind) == (metric, kind)
+                assert got.outcome == spec["outcome"]
+                bound = spec.get("within", spec.get("at_least", DEFAULT_BOUNDS[spec["outcome"]]))
+                assert got.bound == bound
+                assert got.at_most == spec.get("at_most")
 
 
 # -- what a user sees at collection -------------------------------------------------------
@@ -648,33 +697,47 @@ ITEMS = [
 
 def test_a_valid_file_collects_one_item_per_condition_and_metric(pytester: pytest.Pytester):
     pytester.makefile(".toml", **{"experiments/x": VALID})
-    result = pytester.runpytest("--collect-only", "-q", "--kt-profile=none")
+    result = pytester.runpytest("--collect-only", "-q")
     assert result.ret == 0, result.stdout.str()
     items = [line for line in result.stdout.lines if "::" in line]
     assert items == ITEMS
 
 
+def test_items_cover_claims_then_report_cells_once_each(pytester: pytest.Pytester):
+    text = (
+        HEAD
+        + CPU.replace("expect = ", "report = ")
+        + 'expect = { ram = "unaffected", decode = "degraded" }\n'
+    )
+    pytester.makefile(".toml", **{"experiments/x": text})
+    result = pytester.runpytest("--collect-only", "-q")
+    assert result.ret == 0, result.stdout.str()
+    assert [line for line in result.stdout.lines if "::" in line] == [
+        "experiments/x.toml::cpu[ram]",
+        "experiments/x.toml::cpu[decode]",
+        "experiments/x.toml::cpu[prefill]",
+    ]
+
+
 def test_items_are_interference_items(pytester: pytest.Pytester):
     pytester.makefile(".toml", **{"experiments/x": VALID})
     pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
-    selected = pytester.runpytest("--collect-only", "-q", "--kt-profile=none", "-m", "interference")
+    selected = pytester.runpytest("--collect-only", "-q", "-m", "interference")
     lines = [line for line in selected.stdout.lines if "::" in line]
     assert lines == ITEMS
-    others = pytester.runpytest("--collect-only", "-q", "--kt-profile=none", "-m", "not interference")
+    others = pytester.runpytest("--collect-only", "-q", "-m", "not interference")
     assert [line for line in others.stdout.lines if "::" in line] == ["test_plain.py::test_plain"]
-    by_name = pytester.runpytest("--collect-only", "-q", "--kt-profile=none", "-k", "cpu and decode")
+    by_name = pytester.runpytest("--collect-only", "-q", "-k", "cpu and decode")
     assert [line for line in by_name.stdout.lines if "::" in line] == ["experiments/x.toml::cpu[decode]"]
 
 
 def test_toml_files_elsewhere_are_not_collected(pytester: pytest.Pytester):
     pytester.makefile(".toml", **{"data/x": "not an experiment = ["})
-    pytester.makefile(
-        ".toml", **{"experiments/profiles/p": PROFILE.replace("[expect.exp.cpu]", "[expect.x.cpu]")}
-    )
+    pytester.makefile(".toml", **{"experiments/settings": '[tool]\nexpect = "not an experiment"\n'})
     pytester.makefile(".toml", **{"experiments/x": VALID})
     result = pytester.runpytest("--collect-only", "-q")
     assert result.ret == 0, result.stdout.str()
-    assert "profiles" not in result.stdout.str()
+    assert "settings" not in result.stdout.str()
     assert "data/x.toml" not in result.stdout.str()
 
 
@@ -684,15 +747,17 @@ def test_toml_files_elsewhere_are_not_collected(pytester: pytest.Pytester):
         (MISTAKES["unknown actor param"][0], "conditions.cpu.params.speed"),
         (MISTAKES["invalid TOML"][0], "(file)"),
         (MISTAKES["max_pairs below min_pairs"][0], "design.max_pairs"),
+        (MISTAKES["neither expect nor report"][0], "conditions.cpu.expect"),
+        (MISTAKES["gate on a resource"][0], "conditions.cpu.gate.ram"),
     ],
-    ids=["unknown param", "invalid TOML", "max_pairs"],
+    ids=["unknown param", "invalid TOML", "max_pairs", "no expect or report", "gate"],
 )
 def test_a_broken_file_is_a_collection_error_without_a_traceback(
     pytester: pytest.Pytester, text: str, key: str
 ):
     pytester.makefile(".toml", **{"experiments/x": VALID})
     pytester.makefile(".toml", **{"experiments/broken": text})
-    result = pytester.runpytest("--collect-only", "-q", "--kt-profile=none")
+    result = pytester.runpytest("--collect-only", "-q")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     out = result.stdout.str()
     assert "ERROR collecting experiments/broken.toml" in out
@@ -700,35 +765,3 @@ def test_a_broken_file_is_a_collection_error_without_a_traceback(
     assert "broken.toml" in line and "expected" in line
     assert "Traceback" not in out
     assert out.count("expected") <= 3  # one message (and the short summary), not a wall
-
-
-def test_a_matching_profile_applies_at_collection(pytester: pytest.Pytester):
-    pytester.makefile(".toml", **{"experiments/x": VALID})
-    profile = '[profile]\nname = "any"\n[expect.x.cpu]\nram = "unaffected"\n'  # no match: every machine
-    pytester.makefile(".toml", **{"experiments/profiles/any": profile})
-    auto = pytester.runpytest("--collect-only", "-q")
-    assert "experiments/x.toml::cpu[ram]" in auto.stdout.lines
-    none = pytester.runpytest("--collect-only", "-q", "--kt-profile=none")
-    assert "experiments/x.toml::cpu[ram]" not in none.stdout.lines
-    chosen = pytester.runpytest("--collect-only", "-q", "--kt-profile=experiments/profiles/any.toml")
-    assert "experiments/x.toml::cpu[ram]" in chosen.stdout.lines
-
-
-def test_a_profile_naming_a_missing_condition_is_a_collection_error(pytester: pytest.Pytester):
-    pytester.makefile(".toml", **{"experiments/x": VALID})
-    profile = '[profile]\nname = "any"\n[expect.x.cpu_typo]\ndecode = "degraded"\n'
-    pytester.makefile(".toml", **{"experiments/profiles/any": profile})
-    result = pytester.runpytest("--collect-only", "-q")
-    out = result.stdout.str()
-    assert result.ret == pytest.ExitCode.INTERRUPTED, out
-    assert "any.toml: [expect.x.cpu_typo] names no condition" in out
-    assert "expected one of conc, cpu" in out
-    assert "Traceback" not in out
-
-
-def test_a_missing_profile_file_is_a_collection_error(pytester: pytest.Pytester):
-    pytester.makefile(".toml", **{"experiments/x": VALID})
-    result = pytester.runpytest("--collect-only", "-q", "--kt-profile=nowhere.toml")
-    out = result.stdout.str()
-    assert "nowhere.toml: [--kt-profile] does not exist; expected auto, none" in out
-    assert "Traceback" not in out

@@ -217,11 +217,107 @@ def test_new_record_shows_the_report_matrix_beside_the_measurement() -> None:
     assert stream[6] == "FAIL decode degraded by at least 20%"
     assert gpu[2:] == ["6", "+0% [-10%, +10%]", "-", "prefill no / decode -", "(no expectation)"]
     assert "conditions from: experiments/seed_report.toml" in lines
-    # Only where this machine's expectation contradicts the matrix is it spelled out.
-    notes = [line for line in lines if "expected here" in line]
-    assert notes == [
-        "ram_stream: expected here: decode degraded by at least 20% (the report says improved for decode)"
+    assert not [line for line in lines if line.startswith("report says:")]  # no cells judged: no legend
+
+
+def verdict(metric: str, expectation: str, status: str, kind: str, word: str) -> dict[str, Any]:
+    """A verdict as ``Comparison.to_record`` writes it since checks have a kind."""
+    fails = (kind == "expect" and status != "pass") or (kind == "gate" and status == "fail")
+    return {"metric": metric, "expectation": expectation, "status": status, "kind": kind, "word": word,
+            "fails": fails, "passed": status == "pass"}  # fmt: skip
+
+
+def kinds_record() -> dict[str, Any]:
+    """Hard claims, the report's cells and a baseline gate, as the plugin records them now."""
+    record = old_record()
+    matrix = {"prefill": "degraded", "decode": "degraded"}
+    record["comparisons"] = [
+        {
+            "id": "cpu_spare",
+            "label": "CPU stress on spare cores",
+            "streams": 1,
+            "pairs": 6,
+            "reference": {"prefill": "degraded", "decode": "unaffected"},
+            "expected": {},
+            "ratios": {"prefill": ratio(0.95, 0.69, 1.11), "decode": ratio(0.80, 0.75, 0.85)},
+            "verdicts": [
+                verdict("prefill", "degraded by at least 10%", "inconclusive", "report", "undecided"),
+                verdict("decode", "unaffected within 15%", "fail", "report", "differs"),
+            ],
+            "trials": trials(6),
+        },
+        {
+            "id": "cpu_server",
+            "label": "CPU stress taking KT's own cores",
+            "streams": 1,
+            "pairs": 6,
+            "reference": matrix,
+            "expected": {"prefill": "degraded by at least 25%", "decode": "degraded by at least 25%"},
+            "ratios": {"prefill": ratio(0.48, 0.36, 0.60), "decode": ratio(0.50, 0.45, 0.62)},
+            "verdicts": [
+                verdict("prefill", "degraded by at least 25%", "pass", "expect", "pass"),
+                verdict("decode", "degraded by at least 25%", "pass", "expect", "pass"),
+                verdict("prefill", "degraded by at least 10%", "pass", "report", "agrees"),
+                verdict("decode", "degraded by at least 10%", "pass", "report", "agrees"),
+                verdict("decode", "within 10% of the baseline's -45%", "fail", "gate", "regressed"),
+            ],
+            "trials": trials(6),
+        },
+        {
+            "id": "concurrency",
+            "label": "4 streams against 1",
+            "streams": 4,
+            "baseline_streams": 1,
+            "pairs": 6,
+            "reference": {
+                "prefill": "improved",
+                "decode": "improved",
+                "ram": "unaffected",
+                "vram": "unaffected",
+            },
+            "expected": {"ram": "unaffected within 15%"},
+            "ratios": {
+                "prefill": ratio(1.02, 0.95, 1.10),
+                "decode": ratio(1.20, 1.05, 1.40),
+                "ram": ratio(1.01, 0.99, 1.03),
+            },
+            "verdicts": [
+                verdict("ram", "unaffected within 15%", "pass", "expect", "pass"),
+                verdict("prefill", "improved by at least 30% and at most 50%", "fail", "report", "differs"),
+                verdict(
+                    "decode",
+                    "improved by at least 30% and at most 50%",
+                    "inconclusive",
+                    "report",
+                    "undecided",
+                ),
+                verdict("ram", "unaffected within 15%", "pass", "report", "agrees"),
+            ],
+            "trials": trials(6),
+        },
     ]
+    return record
+
+
+def test_report_cells_show_beside_the_measurement_and_only_claims_are_verdicts() -> None:
+    lines = render_lines(kinds_record())
+    rows = table(lines, INTERFERENCE)
+    assert rows[0] == ["condition", "streams", "pairs", "prefill", "decode", "report says", "verdict"]
+    spare, server, concurrency = rows[1:]
+    assert spare[5:] == ["prefill yes: undecided / decode no: differs", "(no claim: the report's cells only)"]
+    assert server[5:] == [
+        "prefill yes: agrees / decode yes: agrees",
+        "PASS prefill degraded by at least 25%; PASS decode degraded by at least 25%; "
+        "baseline REGRESSED decode within 10% of the baseline's -45%",
+    ]
+    assert concurrency[5:] == [
+        "prefill better: differs / decode better: undecided / ram no: agrees (+1% [-1%, +3%]) / vram no",
+        "PASS ram unaffected within 15% (+1% [-1%, +3%])",
+    ]
+    start = next(
+        i for i, line in enumerate(lines) if line.startswith("report says: the report's matrix cell")
+    )
+    assert lines[start + 1].startswith("or is undecided, judged with the same bounds; never a failure here")
 
 
 def test_expected_without_verdicts_says_not_checked() -> None:

@@ -65,3 +65,38 @@ def test_missing_stress_ng(pytester: pytest.Pytester):
     assert_one_clear_line(
         result, "stress-ng not found (--kt-stress-ng=/nonexistent/stress-ng)", "-- fix: install it"
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "ini", "cause", "fix"),
+    [
+        (
+            ["--kt-server-cpu-quota=1.5"],
+            "",
+            "--kt-server-cpu-quota='1.5' is not a fraction in (0, 1]",
+            "-- fix: give the share of its pinned cores' time",
+        ),
+        (
+            [],
+            "kt_server_cpu_quota = 0",
+            "--kt-server-cpu-quota='0' is not a fraction",
+            "-- fix: give the share",
+        ),
+        (
+            ["--kt-server-cpu-quota=0.8", "--kt-url=http://127.0.0.1:9"],
+            "",
+            "--kt-server-cpu-quota needs a server the plugin starts; an external server's CPU is not ours",
+            "-- fix: drop --kt-server-cpu-quota, or drop --kt-url",
+        ),
+    ],
+)
+def test_server_cpu_quota_misuse(pytester: pytest.Pytester, args: list[str], ini: str, cause: str, fix: str):
+    pytester.makepyfile(NEEDS_SERVER)
+    if ini:
+        pytester.makeini(f"[pytest]\n{ini}\n")
+    result = pytester.runpytest_subprocess(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # refused before any server starts
+    out = result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in out
+    lines = [row for row in out.splitlines() if cause in row]
+    assert len(lines) == 1 and "-- fix: " in lines[0] and fix in lines[0], out

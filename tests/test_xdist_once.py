@@ -38,7 +38,7 @@ def test_two_metric_condition_is_measured_once_under_default_dist(pytester, tmp_
     (pytester.path / "aa.toml").write_text(EXPERIMENT)
     env = {**os.environ, "KTINTERF_STATE_DIR": str(tmp_path / "state"), "KTINTERF_CACHE": CACHE}
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "2", "-v",
-            "--kt-report-json=r.json", "--kt-profile=none", "aa.toml"]  # fmt: skip
+            "--kt-report-json=r.json", "aa.toml"]  # fmt: skip
     with child_process(argv, cwd=pytester.path, env=env, log_path=tmp_path / "child.log") as child:
         child.popen.wait(timeout=600)
         output = child.output()

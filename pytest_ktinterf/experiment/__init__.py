@@ -1,2 +1,3 @@
-"""Experiments: the TOML schema and profiles (``schema``), their collection as pytest items
-(``collect``) and the run of one condition shared with code-defined tests (``interfere``)."""
+"""Experiments: the TOML schema (``schema``: hard claims and the report's cells), their collection
+as pytest items (``collect``) and the run of one condition shared with code-defined tests
+(``interfere``)."""

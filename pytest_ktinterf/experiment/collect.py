@@ -1,8 +1,10 @@
-"""Experiment files become pytest items: one per condition and expected metric.
+"""Experiment files become pytest items: one per condition and metric it speaks of.
 
 ``experiments/seed_report.toml::cpu_spare[decode]`` reads like the report's matrix cell it
-checks. The items of one condition share a single comparison (run by whichever of them runs
-first), so asking for prefill and decode costs one set of trials, not two.
+checks. A metric's item fails only on a hard claim (``expect``); one with only the report's
+cell prints whether this machine agrees with it and passes. The items of one condition share a
+single comparison (run by whichever of them runs first), so asking for prefill and decode costs
+one set of trials, not two.
 """
 
 from __future__ import annotations
@@ -11,52 +13,39 @@ import functools
 import hashlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
-from pytest_ktinterf.actors.gpu import gpu_unavailable_reason
-from pytest_ktinterf.experiment import outcomes
+from pytest_ktinterf.experiment import outcomes, uncontended
 from pytest_ktinterf.experiment.interfere import run
 from pytest_ktinterf.experiment.outcomes import Outcome
 from pytest_ktinterf.experiment.schema import (
     ConditionSpec,
     Experiment,
     ExperimentFileError,
-    Profile,
-    apply_profile,
-    find_profile,
+    Machine,
     load_experiment,
-    load_profile,
 )
 from pytest_ktinterf.measure.compare import Comparison
+from pytest_ktinterf.measure.monitor import Gpu
 from pytest_ktinterf.options import options_key
+from pytest_ktinterf.report.record import machine
 from pytest_ktinterf.testbed import Testbed
 
+UNCONTENDED = "uncontended"  # the items of the server's own speed (with a baseline flag)
 EXPERIMENTS_INI = "kt_experiments"  # ini: files or folders whose TOML files are experiments
 
 
 @functools.cache
-def this_machine() -> dict[str, Any]:
-    """What profiles match on: logical CPUs and whether a usable GPU exists."""
-    return {"logical_cpus": psutil.cpu_count() or 1, "gpu": gpu_unavailable_reason() is None}
+def this_machine() -> Machine:
+    """What ``[experiment] describes`` matches: the CPU's model name and the GPUs' names.
 
-
-def resolve_profile(setting: str, rootpath: Path, directory: Path) -> Profile | None:
-    """``--kt-profile``: auto (match this machine), none, or a file."""
-    if setting == "none":
-        return None
-    if setting == "auto":
-        return find_profile(directory, this_machine())
-    path = Path(rootpath, setting)
-    if not path.is_file():
-        raise ExperimentFileError(
-            path, "--kt-profile", "does not exist", "auto, none, or the path of a profile file"
-        )
-    return load_profile(path)
+    Asked only by a file that describes a machine, once per session (NVML starts here).
+    """
+    return {"cpu_model": machine()["cpu_model"], "gpus": Gpu().names()}
 
 
 DECLARES_EXPERIMENT = re.compile(r"^\s*\[\s*experiment\s*\]\s*(#.*)?$", re.MULTILINE)
@@ -84,24 +73,27 @@ class ExperimentFile(pytest.File):
     """One experiment file; its conditions' comparisons are kept here for the metric items."""
 
     experiment: Experiment
-    profile: Profile | None = None
 
     def collect(self) -> Iterator[pytest.Item]:
-        options = self.config.stash[options_key]
         try:
-            experiment = load_experiment(self.path)
-            self.profile = resolve_profile(options.profile, self.config.rootpath, self.path.parent)
-            self.experiment = apply_profile(experiment, self.profile)
+            self.experiment = load_experiment(self.path, this_machine)
         except ExperimentFileError as exc:
             raise self.CollectError(f"{exc}") from None
         self.outcomes: dict[str, Outcome] = {}
         self.errors: dict[str, BaseException] = {}
         for condition in self.experiment.conditions:
-            for metric in condition.expect:
+            for metric in condition.metrics:
                 yield ConditionItem.from_parent(
                     self,
                     name=f"{condition.id}[{metric}]",
-                    callobj=_item_function(self, condition, metric),
+                    callobj=_item_function(self, condition.id, metric, _condition_runner(self, condition)),
+                )
+        if self.config.stash[options_key].baseline.active:  # the server's own speed, for the gate
+            for metric in uncontended.METRICS:
+                yield ConditionItem.from_parent(
+                    self,
+                    name=f"{UNCONTENDED}[{metric}]",
+                    callobj=_item_function(self, UNCONTENDED, metric, _uncontended_runner(self)),
                 )
 
 
@@ -112,9 +104,9 @@ class ConditionItem(pytest.Function):
         return self.path, 0, self.name  # a line is required: pytest places skips by it
 
 
-def _selected_metrics(node: ExperimentFile, condition: ConditionSpec) -> set[str]:
+def _selected_metrics(node: ExperimentFile, name: str) -> set[str]:
     """Metrics of this condition whose items this session runs (``-k``, node ids, ``-m``)."""
-    prefix = f"{condition.id}["
+    prefix = f"{name}["
     return {
         item.name[len(prefix) : -1]
         for item in node.session.items
@@ -122,32 +114,56 @@ def _selected_metrics(node: ExperimentFile, condition: ConditionSpec) -> set[str
     }
 
 
-def _item_function(node: ExperimentFile, condition: ConditionSpec, metric: str) -> Any:
+Runner = Callable[[Testbed], "Comparison | dict[str, list[tuple[bool, str]]]"]
+
+
+def _condition_runner(node: ExperimentFile, condition: ConditionSpec) -> Runner:
+    def measure(testbed: Testbed) -> Comparison:
+        return run(
+            testbed,
+            condition,
+            metrics=_selected_metrics(node, condition.id) or None,
+            experiment=str(node.path.relative_to(node.config.rootpath)),
+        )
+
+    return measure
+
+
+def _uncontended_runner(node: ExperimentFile) -> Runner:
+    def measure(testbed: Testbed) -> dict[str, list[tuple[bool, str]]]:
+        experiment = node.experiment
+        return uncontended.run(
+            testbed,
+            uncontended.stream_counts(experiment),
+            experiment.design,
+            _selected_metrics(node, UNCONTENDED) or set(uncontended.METRICS),
+        )
+
+    return measure
+
+
+def _item_function(node: ExperimentFile, name: str, metric: str, measure: Runner) -> Any:
+    """The item of one metric: the first of its siblings to run measures, the others read the outcome."""
     # Unique in the test run (two files may share a stem), readable in the run folder.
-    key = f"{node.path.stem}-{condition.id}-{hashlib.sha1(node.nodeid.encode()).hexdigest()[:8]}"
+    key = f"{node.path.stem}-{name}-{hashlib.sha1(node.nodeid.encode()).hexdigest()[:8]}"
 
     def experiment_condition(kt_testbed: Testbed) -> None:
-        if condition.id in node.errors:  # this process measured and failed: the same error again
-            raise node.errors[condition.id]
+        if name in node.errors:  # this process measured and failed: the same error again
+            raise node.errors[name]
         shared = outcomes.run_dir(node.config)
-        outcome = node.outcomes.get(condition.id) or outcomes.read(shared, key)
+        outcome = node.outcomes.get(name) or outcomes.read(shared, key)
         if outcome is None:
             try:
-                result: Comparison | BaseException = run(
-                    kt_testbed,
-                    condition,
-                    metrics=_selected_metrics(node, condition) or None,
-                    experiment=str(node.path.relative_to(node.config.rootpath)),
-                )
+                result: Comparison | dict[str, list[tuple[bool, str]]] | BaseException = measure(kt_testbed)
             except BaseException as exc:  # skips too: the condition's other items share the outcome
                 result = exc
-                node.errors[condition.id] = exc
+                node.errors[name] = exc
             outcome = Outcome.of(result, worker=os.environ.get("PYTEST_XDIST_WORKER", ""))
-            node.outcomes[condition.id] = outcome
+            node.outcomes[name] = outcome
             outcomes.write(shared, key, outcome)
             if isinstance(result, BaseException):
                 raise result
-        print(outcome.judge(condition.id, metric))
+        print(outcome.judge(name, metric))
 
     experiment_condition.pytestmark = [pytest.mark.interference]  # type: ignore[attr-defined]
     return experiment_condition

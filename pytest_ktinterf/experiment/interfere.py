@@ -20,6 +20,7 @@ from pytest_ktinterf.actors.registry import ACTORS, CORES, build, check_params, 
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.experiment.schema import ConditionSpec
 from pytest_ktinterf.judge.expectations import ExpectationError, parse
+from pytest_ktinterf.judge.verdict import Check
 from pytest_ktinterf.measure.compare import Comparison, Condition, Design, partial_comparison
 from pytest_ktinterf.testbed import Testbed
 
@@ -69,9 +70,12 @@ def condition_factory(spec: ConditionSpec, testbed: Testbed) -> Condition:
 
 def run(testbed: Testbed, spec: ConditionSpec, *, metrics: set[str] | None = None,
         experiment: str | None = None) -> Comparison:  # fmt: skip
-    """Skip, or run the condition's interleaved pairs until its expectations are decided.
+    """Skip, or run the condition's interleaved pairs until its hard claims are decided.
 
-    ``metrics`` restricts the judged expectations (the items the user selected).
+    Every check goes to the comparison, the report's cells too: they are judged on the same
+    interval and recorded, but never fail and never ask for more pairs (``Comparison.decided``),
+    so a condition with only the report's cells runs ``min_pairs``. ``metrics`` restricts the
+    judged checks (the items the user selected).
     """
     options = testbed.options
     reason = skip_reason(spec, testbed)
@@ -91,7 +95,13 @@ def run(testbed: Testbed, spec: ConditionSpec, *, metrics: set[str] | None = Non
             f"{spec.id}: {streams} streams asked, but the embedded server has {options.parallel} slots",
             "raise --kt-parallel or lower the condition's streams",
         )
-    expectations = [e for m, e in spec.expect.items() if metrics is None or m in metrics]
+    expectations: list[Check] = [e for e in spec.checks if metrics is None or e.metric in metrics]
+    if testbed.gate is not None:  # the baseline's checks, judged on the same pairs
+        missing = testbed.gate.require()
+        if missing:
+            testbed.say(f"{spec.id}: {missing}")
+        figure = f"{experiment or 'code'}::{spec.id}"
+        expectations += testbed.gate.condition_checks(figure, metrics or spec.metrics, spec.gate)
     try:
         comparison = testbed.compare(
             condition_factory(spec, testbed),
@@ -114,7 +124,6 @@ def _name(comparison: Comparison, spec: ConditionSpec, experiment: str | None) -
     comparison.id = spec.id
     comparison.experiment = experiment
     comparison.reference = dict(spec.reference)
-    comparison.profile = spec.overridden_by
     return comparison
 
 
@@ -130,25 +139,36 @@ def spec_from_call(
     *,
     expect: dict[str, Any] | None,
     label: str | None,
+    report: dict[str, Any] | None = None,
     streams: int | None,
     baseline_streams: int | None,
     design: Design | dict[str, int] | None,
     params: dict[str, Any],
 ) -> ConditionSpec:
-    """A condition for a code-defined test, validated like a file's (errors name the argument)."""
+    """A condition for a code-defined test, validated like a file's (errors name the argument).
+
+    ``expect`` holds hard claims; ``report`` cells to compare with (shown, never failing), e.g.
+    another machine's figures. Either may come from ``@pytest.mark.interference(...)``.
+    """
     marker = node.get_closest_marker("interference")
     if expect is None and marker is not None:
         expect = marker.kwargs.get("expect")
-    if not expect:
+    if report is None and marker is not None:
+        report = marker.kwargs.get("report")
+    if not expect and not report:
         raise KtInterfError(
             f"kt_interfere({actor!r}) has no expectations",
-            "pass expect={'decode': 'degraded'} or mark the test "
-            "@pytest.mark.interference(expect={'decode': 'degraded'})",
+            "pass expect={'decode': 'degraded'} (hard claims) and/or report={...} (cells to compare "
+            "with), or mark the test @pytest.mark.interference(expect={'decode': 'degraded'})",
         )
     for key, problem, expected in check_params(actor, params):
         raise KtInterfError(f"kt_interfere({actor!r}): {key}: {problem}", f"expected {expected}")
     try:
-        parsed = {metric: parse(metric, value) for metric, value in expect.items()}
+        parsed = {metric: parse(metric, value) for metric, value in (expect or {}).items()}
+        cells = {
+            metric: parse(metric, value, key=f"report.{metric}", kind="report")
+            for metric, value in (report or {}).items()
+        }
     except ExpectationError as exc:
         raise KtInterfError(f"kt_interfere: {exc.key}: {exc.problem}", f"expected {exc.expected}") from None
     if isinstance(design, dict):
@@ -159,8 +179,9 @@ def spec_from_call(
         actor=actor,
         params=params,
         expect=parsed,
-        reference={},
+        reference={metric: cell.outcome for metric, cell in cells.items()},
         streams=streams,
         baseline_streams=baseline_streams,
+        report=cells,
     )
     return dataclasses.replace(spec, design=design) if design is not None else spec

@@ -33,14 +33,21 @@ class Outcome:
     """What the items of one condition need to report: per-metric verdicts, a skip or an error."""
 
     status: str  # "measured", "skipped" or "error"
-    verdicts: dict[str, tuple[bool, str]]
+    verdicts: dict[str, list[tuple[bool, str]]]  # metric -> (fails the test, verdict line) per check
     message: str = ""
     worker: str = ""
 
     @classmethod
-    def of(cls, result: Comparison | BaseException, worker: str) -> Outcome:
+    def of(
+        cls, result: Comparison | dict[str, list[tuple[bool, str]]] | BaseException, worker: str
+    ) -> Outcome:
+        if isinstance(result, dict):  # verdict lines per metric, made by the measurement itself
+            return cls("measured", result, worker=worker)
         if isinstance(result, Comparison):
-            return cls("measured", {v.metric: (v.passed, v.line()) for v in result.verdicts}, worker=worker)
+            verdicts: dict[str, list[tuple[bool, str]]] = {}
+            for v in result.verdicts:
+                verdicts.setdefault(v.metric, []).append((v.fails, v.line()))
+            return cls("measured", verdicts, worker=worker)
         if isinstance(result, pytest.skip.Exception):
             return cls("skipped", {}, str(result.msg), worker)
         line = result.line() if isinstance(result, KtInterfError) else f"{type(result).__name__}: {result}"
@@ -56,11 +63,15 @@ class Outcome:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Outcome:
-        verdicts = {m: (bool(p), str(line)) for m, (p, line) in data["verdicts"].items()}
+        verdicts = {m: [(bool(f), str(line)) for f, line in found] for m, found in data["verdicts"].items()}
         return cls(str(data["status"]), verdicts, str(data["message"]), str(data["worker"]))
 
     def judge(self, condition: str, metric: str) -> str:
-        """The verdict line for ``metric``, or raise the skip, failure or error this item reports."""
+        """The verdict lines for ``metric``, or raise the skip, failure or error this item reports.
+
+        Only failing verdicts fail the item (hard claims, a regressed baseline); the report's
+        cells and a lenient gate's inconclusive are lines the item prints and records.
+        """
         if self.status == "skipped":
             pytest.skip(self.message)
         if self.status == "error":
@@ -70,10 +81,11 @@ class Outcome:
             )
         if metric not in self.verdicts:
             pytest.skip(f"{metric} was not measured in every trial (vram needs a GPU)")
-        passed, line = self.verdicts[metric]
-        if not passed:
-            raise VerdictFailure(line)
-        return line
+        found = self.verdicts[metric]
+        failing = [line for fails, line in found if fails]
+        if failing:
+            raise VerdictFailure("\n".join(failing))
+        return "\n".join(line for _, line in found)
 
 
 def runs_dir() -> Path:

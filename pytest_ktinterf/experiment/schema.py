@@ -1,10 +1,11 @@
 """Experiment files: a workload, conditions (actors with parameters) and what each should do.
 
 An experiment file is TOML under an ``experiments/`` directory; every condition becomes one
-pytest item per expected metric (``seed_report.toml::cpu_spare[prefill]``)::
+pytest item per metric it speaks of (``seed_report.toml::cpu_spare[prefill]``)::
 
     [experiment]
     title = "The seed report's association matrix"
+    describes = { cpu_model = "Xeon(R) Platinum 8461V", gpu = "RTX 3090" }   # optional
 
     [workload]                    # optional; prompt and output length are the session's
     streams = 1                   # (--kt-prompt-tokens, --kt-max-tokens)
@@ -15,25 +16,30 @@ pytest item per expected metric (``seed_report.toml::cpu_spare[prefill]``)::
     step = 4
     rounds = 2                    # rounds per trial, the trial's figure is their median
 
-    [bounds]                      # optional: default bound per outcome (fractions)
-    unaffected = 0.15
+    [bounds]                      # optional: default bound per outcome (fractions), for
+    unaffected = 0.15             # expect and report alike
 
-    [conditions.cpu_spare]
-    label = "CPU stress on spare cores"
+    [conditions.cpu_server]
+    label = "CPU stress taking the server's cores"
     actor = "cpu_stress"
-    params = { cores = "spare" }
-    expect = { prefill = "degraded", decode = "unaffected" }
+    params = { cores = "server" }
+    expect = { decode = { outcome = "degraded", at_least = 0.25 } }
+    report = { prefill = "degraded", decode = "degraded" }
+    gate = { decode = 0.15 }      # optional: this condition's baseline-gate threshold
 
-A **profile** (``experiments/profiles/*.toml``) overrides expectations for a kind of machine,
-because the report's matrix is one machine's truth (measurement note 4)::
+A condition says two kinds of things, and needs at least one of them:
 
-    [profile]
-    name = "small-vm"
-    description = "why this machine differs"
-    match = { logical_cpus_max = 4, gpu = false }
+* ``expect`` -- **hard claims** that hold on any machine, by mechanism (a stressor on the
+  server's own cores takes half of each core). A claim that is not shown fails the test.
+* ``report`` -- the report's matrix cells. The report measured one machine, so on another its
+  cells are shown beside this machine's interval, judged with the same bounds, as *agrees*,
+  *differs* or *undecided*, and never fail a test; they never buy pairs either. On the machine
+  the report describes (``[experiment] describes``: every key given must match, as a
+  case-insensitive substring of ``/proc/cpuinfo``'s model name or of a GPU's name) they are
+  its truth, and are parsed as hard claims.
 
-    [expect.seed_report.cpu_spare]   # <experiment file stem>.<condition id>
-    decode = { outcome = "degraded", at_least = 0.05 }
+How large an effect is on *this* machine is the baseline's business (``--kt-baseline-save`` /
+``--kt-baseline-compare``), not a bound written here after looking at a run.
 
 Everything is validated on load; a mistake fails collection naming the file, the key, and what
 is expected there.
@@ -42,6 +48,7 @@ is expected there.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,16 +64,28 @@ else:  # pragma: no cover - Python 3.10
 
 
 class ExperimentFileError(Exception):
-    """A mistake in an experiment or profile file: which file, which key, what is expected."""
+    """A mistake in an experiment file: which file, which key, what is expected."""
 
     def __init__(self, path: Path | str, key: str, problem: str, expected: str) -> None:
         self.path, self.key, self.problem, self.expected = Path(path), key, problem, expected
         super().__init__(f"{path}: [{key}] {problem}; expected {expected}")
 
 
+# What the baseline gate compares per condition: throughput (the resource figures are not gated).
+GATE_METRICS = ("prefill", "decode", "prefill_per_stream", "decode_per_stream")
+DESCRIBES_KEYS = ("cpu_model", "gpu")
+# This machine, as ``describes`` matches it: the CPU's model name and every GPU's name.
+Machine = dict[str, Any]
+
+
 @dataclass(frozen=True)
 class ConditionSpec:
-    """One condition of an experiment: an actor (or none) and the expectations on its metrics."""
+    """One condition of an experiment: an actor (or none) and the checks on its metrics.
+
+    ``expect`` holds the hard claims; ``report`` the report's cells (kind ``report``, or kind
+    ``expect`` on the machine the report describes); ``reference`` the report's outcome word per
+    metric, for the tables; ``gate`` the baseline gate's threshold per metric for this condition.
+    """
 
     id: str
     label: str
@@ -77,7 +96,18 @@ class ConditionSpec:
     streams: int | None = None
     baseline_streams: int | None = None
     design: Design = field(default_factory=Design)
-    overridden_by: str | None = None
+    report: dict[str, Expectation] = field(default_factory=dict)
+    gate: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> list[str]:
+        """Every metric the condition speaks of, hard claims' first: one item each."""
+        return list(dict.fromkeys([*self.expect, *self.report]))
+
+    @property
+    def checks(self) -> list[Expectation]:
+        """Hard claims and report cells alike: the comparison judges all, only claims can fail."""
+        return [*self.expect.values(), *self.report.values()]
 
 
 @dataclass(frozen=True)
@@ -86,30 +116,27 @@ class Experiment:
     title: str
     conditions: list[ConditionSpec]
     streams: int | None = None
+    describes: dict[str, str] = field(default_factory=dict)
+    described: bool = False  # this machine is the one the report describes: its cells are claims
+    design: Design = field(default_factory=Design)  # the file's own (conditions may override it)
 
     @property
     def name(self) -> str:
         return self.path.stem
 
 
-@dataclass(frozen=True)
-class Profile:
-    """Per-machine overrides: experiment stem -> condition id -> metric -> expectation."""
+def describes_machine(describes: dict[str, str], machine: Machine) -> bool:
+    """Whether every given key matches: a case-insensitive substring of the CPU's or a GPU's name.
 
-    path: Path
-    name: str
-    description: str
-    match: dict[str, Any]
-    expect: dict[str, dict[str, dict[str, Expectation]]]
-
-    def matches(self, machine: dict[str, Any]) -> bool:
-        m = self.match
-        cpus = machine["logical_cpus"]
-        return (
-            cpus >= m.get("logical_cpus_min", 0)
-            and cpus <= m.get("logical_cpus_max", cpus)
-            and ("gpu" not in m or m["gpu"] == machine["gpu"])
-        )
+    An empty ``describes`` describes no machine: the report's cells stay the report's.
+    """
+    if not describes:
+        return False
+    names = {
+        "cpu_model": [str(machine.get("cpu_model") or "")],
+        "gpu": [str(g) for g in machine.get("gpus") or []],
+    }
+    return all(any(want.lower() in name.lower() for name in names[key]) for key, want in describes.items())
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -171,7 +198,9 @@ def _design(path: Path, key: str, table: dict[str, Any], base: Design) -> Design
     return Design(**merged)
 
 
-def _expectations(path: Path, key: str, table: Any, bounds: dict[str, float]) -> dict[str, Expectation]:
+def _expectations(
+    path: Path, key: str, table: Any, bounds: dict[str, float], kind: str = "expect"
+) -> dict[str, Expectation]:
     if not isinstance(table, dict) or not table:
         raise ExperimentFileError(
             path, key, f"got {table!r}", 'a table of metric = outcome, e.g. { prefill = "degraded" }'
@@ -179,18 +208,41 @@ def _expectations(path: Path, key: str, table: Any, bounds: dict[str, float]) ->
     found = {}
     for metric, value in table.items():
         try:
-            found[metric] = parse(metric, value, bounds, key=f"{key}.{metric}")
+            found[metric] = parse(metric, value, bounds, key=f"{key}.{metric}", kind=kind)
         except ExpectationError as exc:
             raise ExperimentFileError(path, exc.key, exc.problem, exc.expected) from None
     return found
 
 
-CONDITION_KEYS = {"label", "actor", "params", "expect", "streams", "baseline_streams", "design"}
+def _gate(path: Path, key: str, table: Any) -> dict[str, float]:
+    """``gate = { decode = 0.15 }``: the regression (a fraction) this condition's baseline gate allows."""
+    if not isinstance(table, dict) or not table:
+        raise ExperimentFileError(
+            path, key, f"got {table!r}", "a table of metric = fraction, e.g. { decode = 0.15 }"
+        )
+    found = {}
+    for metric, value in table.items():
+        if metric not in GATE_METRICS:
+            raise ExperimentFileError(
+                path, f"{key}.{metric}", "is not a gated metric", f"one of {', '.join(GATE_METRICS)}"
+            )
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+            raise ExperimentFileError(
+                path, f"{key}.{metric}", f"got {value!r}", "a fraction in (0, 1), e.g. 0.15 for 15%"
+            )
+        found[metric] = float(value)
+    return found
+
+
+CONDITION_KEYS = {
+    "label", "actor", "params", "expect", "report", "gate", "streams", "baseline_streams", "design",
+}  # fmt: skip
 
 
 def _condition(
-    path: Path, cid: str, table: Any, bounds: dict[str, float], design: Design, default_streams: int | None
-) -> ConditionSpec:
+    path: Path, cid: str, table: Any, bounds: dict[str, float], design: Design, default_streams: int | None,
+    described: bool = False,
+) -> ConditionSpec:  # fmt: skip
     key = f"conditions.{cid}"
     if not cid.replace("_", "").replace("-", "").isalnum():
         raise ExperimentFileError(path, key, f"id {cid!r} has odd characters", "letters, digits, _ and -")
@@ -207,11 +259,19 @@ def _condition(
         )
     for sub, problem, expected in check_params(actor, params):
         raise ExperimentFileError(path, f"{key}.{sub}", problem, expected)
-    if "expect" not in data:
+    if "expect" not in data and "report" not in data:
         raise ExperimentFileError(
-            path, f"{key}.expect", "is missing", 'what the condition should do, e.g. { decode = "degraded" }'
-        )
-    expect = _expectations(path, f"{key}.expect", data["expect"], bounds)
+            path, f"{key}.expect", "is missing, and so is report",
+            'at least one: expect = { decode = "collapsed" } (claims that hold on any machine) '
+            'or report = { decode = "degraded" } (the report\'s matrix cells)',
+        )  # fmt: skip
+    expect = _expectations(path, f"{key}.expect", data["expect"], bounds) if "expect" in data else {}
+    report = (
+        _expectations(path, f"{key}.report", data["report"], bounds, "expect" if described else "report")
+        if "report" in data
+        else {}
+    )
+    gate = _gate(path, f"{key}.gate", data["gate"]) if "gate" in data else {}
     streams = _int(path, f"{key}.streams", data["streams"], 1) if "streams" in data else default_streams
     baseline = (
         _int(path, f"{key}.baseline_streams", data["baseline_streams"], 1)
@@ -232,22 +292,49 @@ def _condition(
         actor=actor,
         params=params,
         expect=expect,
-        reference={m: e.outcome for m, e in expect.items()},
+        reference={m: e.outcome for m, e in report.items()},
         streams=streams,
         baseline_streams=baseline,
         design=_design(path, f"{key}.design", design_table, design),
+        report=report,
+        gate=gate,
     )
 
 
-def load_experiment(path: Path) -> Experiment:
-    """Read and validate an experiment file; raises :class:`ExperimentFileError`."""
+def _describes(path: Path, head: dict[str, Any]) -> dict[str, str]:
+    table = head.get("describes", {})
+    example = 'a table such as { cpu_model = "Xeon(R) Platinum 8461V", gpu = "RTX 3090" }'
+    if not isinstance(table, dict) or ("describes" in head and not table):
+        raise ExperimentFileError(path, "experiment.describes", f"got {table!r}", example)
+    for name, value in table.items():
+        if name not in DESCRIBES_KEYS:
+            raise ExperimentFileError(
+                path, f"experiment.describes.{name}", "is not a known key",
+                f"only {', '.join(DESCRIBES_KEYS)}",
+            )  # fmt: skip
+        if not isinstance(value, str) or not value.strip():
+            raise ExperimentFileError(
+                path, f"experiment.describes.{name}", f"got {value!r}", "a non-empty part of the name"
+            )
+    return {name: value.strip() for name, value in table.items()}
+
+
+def load_experiment(path: Path, machine: Callable[[], Machine] | None = None) -> Experiment:
+    """Read and validate an experiment file; raises :class:`ExperimentFileError`.
+
+    ``machine`` says what this machine is (``cpu_model``, ``gpus``); it is asked only when the
+    file ``describes`` a machine (reading GPU names starts NVML), and without it the report's
+    cells stay the report's. On the described machine the report's cells are hard claims.
+    """
     data = _read(path)
     unknown = sorted(set(data) - {"experiment", "workload", "design", "bounds", "conditions"})
     if unknown:
         raise ExperimentFileError(
             path, unknown[0], "is not a known table", "experiment, workload, design, bounds, conditions"
         )
-    head = _table(path, data, "experiment", {"title", "source"}, required=True)
+    head = _table(path, data, "experiment", {"title", "source", "describes"}, required=True)
+    describes = _describes(path, head)
+    described = bool(describes) and machine is not None and describes_machine(describes, machine())
     workload = _table(path, data, "workload", {"streams"})
     streams = _int(path, "workload.streams", workload["streams"], 1) if "streams" in workload else None
     bounds_table = _table(path, data, "bounds", set(OUTCOMES))
@@ -263,91 +350,17 @@ def load_experiment(path: Path) -> Experiment:
             path,
             "conditions",
             "has no conditions",
-            "at least one [conditions.<id>] table with actor and expect",
+            "at least one [conditions.<id>] table with actor and expect or report",
         )
-    conditions = [_condition(path, cid, t, bounds, design, streams) for cid, t in conditions_table.items()]
+    conditions = [
+        _condition(path, cid, t, bounds, design, streams, described) for cid, t in conditions_table.items()
+    ]
     return Experiment(
         path=path,
         title=str(head.get("title", path.stem)),
         conditions=conditions,
         streams=streams,
+        describes=describes,
+        described=described,
+        design=design,
     )
-
-
-def load_profile(path: Path) -> Profile:
-    """Read and validate a profile file; raises :class:`ExperimentFileError`."""
-    data = _read(path)
-    unknown = sorted(set(data) - {"profile", "expect"})
-    if unknown:
-        raise ExperimentFileError(path, unknown[0], "is not a known table", "profile, expect")
-    head = _table(path, data, "profile", {"name", "description", "match"}, required=True)
-    match = head.get("match", {})
-    allowed = {"logical_cpus_min", "logical_cpus_max", "gpu"}
-    if not isinstance(match, dict) or set(match) - allowed:
-        raise ExperimentFileError(
-            path, "profile.match", f"got {match!r}", f"a table with {', '.join(sorted(allowed))}"
-        )
-    expect: dict[str, dict[str, dict[str, Expectation]]] = {}
-    for name, value in match.items():
-        if name == "gpu" and not isinstance(value, bool):
-            raise ExperimentFileError(path, "profile.match.gpu", f"got {value!r}", "true or false")
-        if name != "gpu":
-            _int(path, f"profile.match.{name}", value, 1)
-    expect_table = data.get("expect", {})
-    stems = set(expect_table) if isinstance(expect_table, dict) else set()  # not a table: _table says so
-    for stem, conditions in _table(path, data, "expect", stems).items():
-        if not isinstance(conditions, dict):
-            raise ExperimentFileError(
-                path, f"expect.{stem}", f"got {conditions!r}", "[expect.<experiment>.<condition>]"
-            )
-        expect[stem] = {
-            cid: _expectations(path, f"expect.{stem}.{cid}", table, DEFAULT_BOUNDS)
-            for cid, table in conditions.items()
-        }
-    return Profile(
-        path=path,
-        name=str(head.get("name", path.stem)),
-        description=str(head.get("description", "")),
-        match=match,
-        expect=expect,
-    )
-
-
-def apply_profile(experiment: Experiment, profile: Profile | None) -> Experiment:
-    """The experiment with the profile's expectations replacing the file's, metric by metric.
-
-    The file's own expectations stay as ``reference`` (what the report says), so reports show
-    both. Overrides naming a condition the experiment lacks are an error (a typo would
-    otherwise silently keep the report's expectation).
-    """
-    if profile is None or experiment.name not in profile.expect:
-        return experiment
-    overrides = profile.expect[experiment.name]
-    ids = {c.id for c in experiment.conditions}
-    for cid in overrides:
-        if cid not in ids:
-            raise ExperimentFileError(
-                profile.path, f"expect.{experiment.name}.{cid}", f"names no condition of {experiment.path}",
-                f"one of {', '.join(sorted(ids))}",
-            )  # fmt: skip
-    conditions = []
-    for cond in experiment.conditions:
-        if cond.id in overrides:
-            expect = {**cond.expect, **overrides[cond.id]}
-            cond = ConditionSpec(**{**cond.__dict__, "expect": expect, "overridden_by": profile.name})
-        conditions.append(cond)
-    return Experiment(**{**experiment.__dict__, "conditions": conditions})
-
-
-def find_profile(directory: Path, machine: dict[str, Any]) -> Profile | None:
-    """The one profile in ``directory/profiles`` that matches this machine (None if none does)."""
-    folder = directory / "profiles"
-    profiles = [load_profile(p) for p in sorted(folder.glob("*.toml"))] if folder.is_dir() else []
-    matching = [p for p in profiles if p.matches(machine)]
-    if len(matching) > 1:
-        names = ", ".join(str(p.path) for p in matching)
-        raise ExperimentFileError(
-            folder, "profile.match", f"several profiles match this machine: {names}",
-            "narrower match tables, or choose one with --kt-profile PATH",
-        )  # fmt: skip
-    return matching[0] if matching else None

@@ -67,6 +67,7 @@ class Expectation:
     outcome: str
     bound: float
     at_most: float | None = None
+    kind: str = "expect"  # "expect": a hard claim; "report": the report's cell, shown, never failing
 
     def __post_init__(self) -> None:
         key = f"expect.{self.metric}"
@@ -136,7 +137,9 @@ class Expectation:
         )
 
 
-def parse(metric: str, value: Any, defaults: dict[str, float] | None = None, *, key: str = "") -> Expectation:
+def parse(
+    metric: str, value: Any, defaults: dict[str, float] | None = None, *, key: str = "", kind: str = "expect"
+) -> Expectation:
     """An expectation from a file or a marker: ``"degraded"`` or ``{outcome = "degraded", at_least = 0.25}``.
 
     Bounds are fractions; ``within`` goes with ``unaffected`` and ``at_least`` with the others.
@@ -170,6 +173,6 @@ def parse(metric: str, value: Any, defaults: dict[str, float] | None = None, *, 
         if number is not None and (isinstance(number, bool) or not isinstance(number, int | float)):
             raise ExpectationError(f"{key}.{name}", f"got {number!r}", "a number, a fraction such as 0.25")
     try:
-        return Expectation(metric, outcome, float(bound), None if at_most is None else float(at_most))
+        return Expectation(metric, outcome, float(bound), None if at_most is None else float(at_most), kind)
     except ExpectationError as exc:
         raise ExpectationError(key, exc.problem, exc.expected) from None

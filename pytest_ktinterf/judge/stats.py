@@ -118,11 +118,29 @@ def paired_ratio_ci(
     ]
     if len(logs) < 2:
         raise ValueError(f"need at least 2 complete pairs with positive throughput, got {len(logs)}")
-    walsh = sorted((a + b) / 2 for i, a in enumerate(logs) for b in logs[i:])
-    point = math.exp(statistics.median(walsh))
-    k = signed_rank_depth(len(logs), confidence)
-    if k == 0:
-        return Interval(point=point, lo=0.0, hi=math.inf, confidence=confidence)
+    on_logs = walsh_interval(logs, confidence)
     return Interval(
-        point=point, lo=math.exp(walsh[k - 1]), hi=math.exp(walsh[len(walsh) - k]), confidence=confidence
+        point=math.exp(on_logs.point),
+        lo=math.exp(on_logs.lo),  # exp(-inf) == 0.0: no bound from too few pairs
+        hi=math.exp(on_logs.hi),
+        confidence=confidence,
     )
+
+
+def walsh_interval(logs: Sequence[float], confidence: float = 0.95) -> Interval:
+    """Hodges-Lehmann location of ``logs`` with its exact Wilcoxon signed-rank interval, on the log scale.
+
+    The one-sample form behind :func:`paired_ratio_ci` (there the values are a pair's log ratios),
+    shared with the baseline gate, which locates one session's throughput from its trials. The
+    interval is exact when the values are symmetric about their centre; too few values for
+    ``confidence`` give ``(-inf, inf)``, which decides nothing.
+    """
+    values = [float(v) for v in logs]
+    if not values:
+        raise ValueError("need at least 1 value")
+    walsh = sorted((a + b) / 2 for i, a in enumerate(values) for b in values[i:])
+    point = statistics.median(walsh)
+    k = signed_rank_depth(len(values), confidence)
+    if k == 0:
+        return Interval(point=point, lo=-math.inf, hi=math.inf, confidence=confidence)
+    return Interval(point=point, lo=walsh[k - 1], hi=walsh[len(walsh) - k], confidence=confidence)

@@ -28,9 +28,8 @@ from typing import Any
 
 from pytest_ktinterf.actors.base import Actor
 from pytest_ktinterf.errors import KtInterfError, ServerError
-from pytest_ktinterf.judge.expectations import Expectation
 from pytest_ktinterf.judge.stats import Interval, paired_ratio_ci
-from pytest_ktinterf.judge.verdict import Verdict, decided, expect_degraded, judge
+from pytest_ktinterf.judge.verdict import Check, Verdict, decided, expect_degraded, judge
 from pytest_ktinterf.measure.monitor import ProcessSource, ResourceMonitor
 from pytest_ktinterf.measure.probe import Probe
 from pytest_ktinterf.measure.samples import RoundSample
@@ -97,11 +96,10 @@ class Comparison:
     trials: list[Trial] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
     baseline_streams: int | None = None
-    expectations: list[Expectation] = field(default_factory=list)
+    expectations: list[Check] = field(default_factory=list)  # expect, report and gate checks
     reference: dict[str, str] = field(default_factory=dict)
     id: str | None = None
     experiment: str | None = None
-    profile: str | None = None
     status: str = COMPLETE
     reason: str | None = None  # why it was aborted: the error's one line
     error: str | None = None  # the error's type
@@ -150,8 +148,16 @@ class Comparison:
             return None
 
     def decided(self) -> bool:
-        """Whether every expectation is decided (pass or fail) at the pairs measured so far."""
-        return all(decided(e, self.ratio(e.metric)) for e in self.expectations if self.measured(e.metric))
+        """Whether every check that can fail is decided at the pairs measured so far.
+
+        The report's cells never fail, so they never buy pairs: they are judged at whatever
+        count the claims and the gate needed.
+        """
+        return all(
+            decided(e, self.ratio(e.metric))
+            for e in self.expectations
+            if e.kind != "report" and self.measured(e.metric)
+        )
 
     def judge(self) -> list[Verdict]:
         """Final verdicts for every expectation whose metric was measured."""
@@ -168,7 +174,7 @@ class Comparison:
         return verdict
 
     def failures(self) -> list[Verdict]:
-        return [v for v in self.verdicts if not v.passed]
+        return [v for v in self.verdicts if v.fails]
 
     def to_record(self) -> dict[str, Any]:
         metrics = list(dict.fromkeys([*METRICS, *(e.metric for e in self.expectations)]))
@@ -186,14 +192,13 @@ class Comparison:
             "label": self.label,
             "id": self.id,
             "experiment": self.experiment,
-            "profile": self.profile,
             "streams": self.streams,
             "baseline_streams": self.baseline_streams or self.streams,
             "pairs": self.pairs,
             "status": self.status,
             **aborted,
             "reference": self.reference,
-            "expected": {e.metric: e.describe() for e in self.expectations},
+            "expected": {e.metric: e.describe() for e in self.expectations if e.kind == "expect"},
             "ratios": {
                 m: {"point": r.point, "lo": r.lo, "hi": r.hi, "confidence": r.confidence}
                 for m in metrics
@@ -205,6 +210,9 @@ class Comparison:
                     "metric": v.metric,
                     "expectation": v.expectation,
                     "status": v.status,
+                    "kind": v.kind,
+                    "word": v.word,
+                    "fails": v.fails,
                     "passed": v.passed,
                     "reason": v.reason,
                     "pairs": v.pairs,
@@ -298,7 +306,7 @@ def compare(
     label: str,
     trials: int | None = None,
     design: Design | None = None,
-    expectations: Sequence[Expectation] = (),
+    expectations: Sequence[Check] = (),
     streams: int = 1,
     baseline_streams: int | None = None,
     processes: ProcessSource = lambda: [],
@@ -355,7 +363,7 @@ def _run(
             undecided = [
                 e.metric
                 for e in result.expectations
-                if result.measured(e.metric) and not decided(e, result.ratio(e.metric))
+                if e.kind != "report" and result.measured(e.metric) and not decided(e, result.ratio(e.metric))
             ]
             progress(f"{label}: undecided after {result.pairs} pairs ({', '.join(undecided)}): adding more")
     if result.expectations:

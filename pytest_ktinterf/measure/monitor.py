@@ -60,6 +60,19 @@ class Gpu:
     def present(self) -> bool:
         return self.absent_reason is None
 
+    def names(self) -> list[str]:
+        """Every GPU's product name (``NVIDIA GeForce RTX 3090``), or none without NVML."""
+        if not self.present:
+            return []
+        found = []
+        for handle in self._handles:
+            try:  # a device NVML cannot name is left out, as an absent GPU is: never an error here
+                name = self._nvml.nvmlDeviceGetName(handle)
+            except Exception:
+                continue
+            found.append(name.decode() if isinstance(name, bytes) else str(name))
+        return found
+
     def read(self) -> tuple[float | None, float | None]:
         """(VRAM used MiB, mean utilisation %) over all GPUs, or (None, None)."""
         if not self.present:

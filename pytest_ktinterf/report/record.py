@@ -27,6 +27,7 @@ RECORD_FORMAT = "pytest-ktinterf report v1"
 LABEL_MAX = 60
 TABLE_METRICS = ("prefill", "decode")
 
+
 def machine() -> dict[str, Any]:
     model = platform.processor()
     try:
@@ -126,9 +127,13 @@ def merge_records(records: list[dict[str, Any]]) -> dict[str, Any]:
         return next((r[key] for r in records if r.get(key)), {})
 
     concurrency: dict[int, list[dict[str, Any]]] = {}
+    uncontended: dict[int, list[dict[str, Any]]] = {}
     for record in records:
         for streams, rounds in concurrency_rounds(record):
             concurrency.setdefault(streams, []).extend(rounds)
+        for key, trials in (record.get("uncontended") or {}).items():
+            uncontended.setdefault(int(key), []).extend(trials)
+    gates = [r["baseline"] for r in records if r.get("baseline")]
     return {
         "format": first("format") or RECORD_FORMAT,
         "created": first("created") or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -137,8 +142,19 @@ def merge_records(records: list[dict[str, Any]]) -> dict[str, Any]:
         "workload": first("workload"),
         "concurrency": {str(s): concurrency[s] for s in sorted(concurrency)},
         "comparisons": [c for r in records for c in r.get("comparisons") or []],
+        "uncontended": {str(s): uncontended[s] for s in sorted(uncontended)},
+        "baseline": _merge_baseline(gates),
         "merged_from": len(records),
     }
+
+
+def _merge_baseline(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The workers' baseline sections: one file and fingerprint, every worker's gate verdicts."""
+    if not parts:
+        return {}
+    merged = dict(parts[0])
+    merged["verdicts"] = [v for p in parts for v in p.get("verdicts") or []]
+    return merged
 
 
 def json_safe(record: dict[str, Any]) -> dict[str, Any]:
@@ -166,6 +182,10 @@ class Report:
     workload: dict[str, Any] = field(default_factory=dict)
     rounds: dict[int, list[RoundSample]] = field(default_factory=dict)
     comparisons: list[Comparison] = field(default_factory=list)
+    # Uncontended trials per stream count ({"prefill": tok/s, "decode": tok/s, "t_start": ...}):
+    # the designed measurement the baseline gate compares a server's own speed on.
+    uncontended: dict[int, list[dict[str, float]]] = field(default_factory=dict)
+    baseline: dict[str, Any] = field(default_factory=dict)  # which file, the gate's verdicts
 
     def add_round(self, sample: RoundSample) -> None:
         self.rounds.setdefault(sample.streams, []).append(sample)
@@ -175,7 +195,7 @@ class Report:
 
     @property
     def empty(self) -> bool:
-        return not self.rounds and not self.comparisons
+        return not self.rounds and not self.comparisons and not self.uncontended
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -189,4 +209,6 @@ class Report:
                 for streams, rounds in sorted(self.rounds.items())
             },
             "comparisons": [c.to_record() for c in self.comparisons],
+            "uncontended": {str(s): list(trials) for s, trials in sorted(self.uncontended.items())},
+            "baseline": self.baseline,
         }

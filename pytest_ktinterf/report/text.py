@@ -137,62 +137,69 @@ def _metric_order(keys: Iterable[str]) -> list[str]:
     return [m for m in TABLE_METRICS if m in keys] + sorted(k for k in keys if k not in TABLE_METRICS)
 
 
-def report_says(reference: dict[str, Any] | None) -> str:
-    """``prefill yes / decode no``: the seed report's matrix row in the table's short words."""
-    reference = reference or {}
-    metrics = _metric_order(set(TABLE_METRICS) | set(reference))
+def _kind(verdict: dict[str, Any]) -> str:
+    """``expect``, ``report`` or ``gate``; older records have no kind: all were claims."""
+    return str(verdict.get("kind") or "expect")
+
+
+def _word(verdict: dict[str, Any]) -> str:
+    """The status in its kind's words (``agrees``, ``regressed``); older records: the status."""
+    return str(verdict.get("word") or verdict_status(verdict))
+
+
+def _off_table(metric: str, ratios: dict[str, Any]) -> str:
+    """The measured change of a metric without a column of its own (ram, vram, ...), else nothing."""
+    return f" ({percent_change(ratios[metric])})" if metric not in TABLE_METRICS and metric in ratios else ""
+
+
+def report_says(comparison: dict[str, Any]) -> str:
+    """``prefill yes: differs / decode no: agrees``: the report's matrix row, each cell followed
+    by what this machine's interval says of it (an older record, or a cell not judged: the word).
+    """
+    reference = comparison.get("reference") or {}
+    ratios = comparison.get("ratios") or {}
+    judged = {v.get("metric"): v for v in comparison.get("verdicts") or [] if _kind(v) == "report"}
     words = []
-    for metric in metrics:
+    for metric in _metric_order(set(TABLE_METRICS) | set(reference)):
         said = reference.get(metric)
-        words.append(f"{metric} {REFERENCE_WORDS.get(str(said), str(said)) if said else '-'}")
+        text = f"{metric} {REFERENCE_WORDS.get(str(said), str(said)) if said else '-'}"
+        if metric in judged:
+            text += f": {_word(judged[metric])}{_off_table(metric, ratios)}"
+        words.append(text)
     return " / ".join(words)
 
 
 def _verdict_cell(comparison: dict[str, Any]) -> str:
-    """Every verdict as ``STATUS metric expectation``; ratios of off-table metrics ride along."""
+    """The claims' verdicts as ``STATUS metric expectation`` (the report's cells have their own
+    column) and the baseline gate's as ``baseline REGRESSED ...``; off-table ratios ride along."""
     status = comparison_status(comparison)
     if status != "complete":
         return f"{status.upper()} after {_count(condition_pairs(comparison), 'pair')}, not judged"
     ratios = comparison.get("ratios") or {}
     parts = []
-    for v in comparison.get("verdicts") or []:
+    verdicts = comparison.get("verdicts") or []
+    for v in verdicts:
+        if _kind(v) == "report":
+            continue
         metric = str(v.get("metric", "?"))
-        text = f"{verdict_status(v).upper()} {metric} {v.get('expectation', '')}".rstrip()
-        if metric not in TABLE_METRICS and metric in ratios:
-            text += f" ({percent_change(ratios[metric])})"
-        parts.append(text)
+        prefix = "baseline " if _kind(v) == "gate" else ""
+        text = f"{prefix}{_word(v).upper()} {metric} {v.get('expectation', '')}".rstrip()
+        parts.append(text + _off_table(metric, ratios))
     if parts:
         return "; ".join(parts)
     expected = comparison.get("expected") or {}
     if expected:
         asked = "; ".join(f"{m} {expected[m]}" for m in _metric_order(expected))
         return f"(not checked: expected {asked})"
-    return "(no expectation)"
-
-
-def _first_word(text: Any) -> str | None:
-    return str(text).split(maxsplit=1)[0].lower() if text else None
-
-
-def _override_notes(comparison: dict[str, Any], name: str) -> list[str]:
-    """Where this machine's expectation contradicts the seed report's matrix (a hardware profile
-    overrode it), say so: otherwise a PASS would read as confirming the report.
-
-    Metrics the matrix says nothing about (ram, vram, ...) are not contradictions.
-    """
-    reference = comparison.get("reference") or {}
-    expected = comparison.get("expected") or {}
-    notes = []
-    for metric in _metric_order(expected):
-        said = reference.get(metric)
-        if said and _first_word(expected[metric]) != _first_word(said):
-            notes.append(
-                f"{name}: expected here: {metric} {expected[metric]} (the report says {said} for {metric})"
-            )
-    return notes
+    return "(no claim: the report's cells only)" if verdicts else "(no expectation)"
 
 
 TAIL_SHOWN = 5
+REPORT_LEGEND = [
+    "report says: the report's matrix cell, then whether this machine's 95% interval agrees, differs",
+    "or is undecided, judged with the same bounds; never a failure here (the report measured another",
+    "machine). The verdict column holds the claims that hold on any machine, and the baseline gate.",
+]
 
 
 def _count(n: int, noun: str) -> str:
@@ -225,22 +232,19 @@ def _interference_lines(comparisons: list[dict[str, Any]]) -> list[str]:
     header = ["condition", "streams", "pairs", *TABLE_METRICS]
     header += ["report says"] if with_reference else []
     header += ["verdict"]
-    rows, notes, experiments, profiles = [], [], [], []
+    rows, notes, experiments = [], [], []
     for cmp in comparisons:
         label = truncate(str(cmp.get("label", "?")))
         name = f"{cmp['id']}: {label}" if cmp.get("id") else label
         ratios = cmp.get("ratios") or {}
         row = [name, streams_cell(cmp), str(condition_pairs(cmp))]
         row += [percent_change(ratios.get(m)) for m in TABLE_METRICS]
-        row += [report_says(cmp.get("reference")) if cmp.get("reference") else "-"] if with_reference else []
+        row += [report_says(cmp) if cmp.get("reference") else "-"] if with_reference else []
         row += [_verdict_cell(cmp)]
         rows.append(row)
-        notes += _override_notes(cmp, str(cmp.get("id") or label))
         notes += _abort_notes(cmp, str(cmp.get("id") or label))
         if cmp.get("experiment") and cmp["experiment"] not in experiments:
             experiments.append(cmp["experiment"])
-        if cmp.get("profile") and cmp["profile"] not in profiles:
-            profiles.append(cmp["profile"])
     out = [
         "",
         "Interference (condition / baseline: Hodges-Lehmann change over interleaved pairs, [exact 95% CI])",
@@ -248,8 +252,8 @@ def _interference_lines(comparisons: list[dict[str, Any]]) -> list[str]:
     ]
     if experiments:
         out.append(f"conditions from: {', '.join(str(e) for e in experiments)}")
-    if profiles:
-        out.append(f"expectations overridden for this machine by profile: {', '.join(map(str, profiles))}")
+    if any(_kind(v) == "report" for c in comparisons for v in c.get("verdicts") or []):
+        out += REPORT_LEGEND
     out += notes
     return out
 

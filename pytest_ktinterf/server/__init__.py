@@ -34,6 +34,7 @@ def open_server(options: Options, log_dir: Path, say: Say | None = None) -> Iter
             log_dir=log_dir,
             ready_timeout=options.ready_timeout,
             say=say,
+            cpu_quota=options.server_cpu_quota,
         ) as handle:
             yield handle
     else:
@@ -47,6 +48,7 @@ def open_server(options: Options, log_dir: Path, say: Say | None = None) -> Iter
             log_dir=log_dir,
             ready_timeout=options.ready_timeout,
             say=say,
+            cpu_quota=options.server_cpu_quota,
         ) as handle:
             yield handle
 
@@ -117,5 +119,6 @@ def _docker(options: Options, log_dir: Path, say: Say | None) -> Iterator[Server
         workdir=workdir,
         say=say,
         port=free_port(),
+        cpu_quota=options.server_cpu_quota,
     ) as handle:
         yield handle

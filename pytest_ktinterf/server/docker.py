@@ -33,6 +33,7 @@ from pytest_ktinterf.server.embedded import llama_server_argv
 from pytest_ktinterf.system import docker_engine
 from pytest_ktinterf.system.assets import EmbeddedAssets
 from pytest_ktinterf.system.cgroups import drop_file_cache
+from pytest_ktinterf.system.cpu_quota import PERIOD_US, quota_us
 from pytest_ktinterf.system.docker_engine import engine_is_local, labels
 from pytest_ktinterf.system.image import LLAMA_SERVER_IN_IMAGE, MODELS_IN_IMAGE, default_tag
 
@@ -49,6 +50,7 @@ class ContainerSpec:
     shm_size: str | None = None
     cpuset_cpus: str | None = None
     workdir: str | None = None
+    cpu_quota: float | None = None  # --kt-server-cpu-quota: the engine's cpu_quota per cpu_period
 
 
 def parse_volumes(text: str | None, option: str = "--kt-docker-volumes") -> dict[str, dict[str, str]]:
@@ -230,9 +232,14 @@ def run_container(
     """Start ``spec``, wait until ``127.0.0.1:port`` is ready, yield the handle; always remove it."""
     client = docker_engine.connect()
     _require_image(client, spec.image)
-    unlimited = 2 * int(client.info().get("MemTotal") or psutil.virtual_memory().total)
+    info = client.info()
+    unlimited = 2 * int(info.get("MemTotal") or psutil.virtual_memory().total)
+    pinned = parse_cpu_list(spec.cpuset_cpus, check_available=False) if spec.cpuset_cpus else None
+    cores = len(pinned) if pinned else int(info.get("NCPU") or 1)  # unpinned: all the engine's
+    quota = quota_us(spec.cpu_quota, cores) if spec.cpu_quota else None
+    capped = f", CPU capped at {spec.cpu_quota:g} of {cores} core(s), {quota}/{PERIOD_US} us" if quota else ""
     if say is not None:
-        say(f"starting {description} in a container ({spec.image})")
+        say(f"starting {description} in a container ({spec.image}){capped}")
     container = client.containers.create(
         spec.image,
         # The command replaces the image's entrypoint: KT's images idle in ``tail -f /dev/null``.
@@ -244,6 +251,8 @@ def run_container(
         device_requests=device_requests(spec.gpus),
         shm_size=spec.shm_size,
         cpuset_cpus=spec.cpuset_cpus,
+        cpu_period=PERIOD_US if quota else None,
+        cpu_quota=quota,
         mem_limit=unlimited,
         memswap_limit=2 * unlimited,
         network_mode="host",
@@ -278,7 +287,7 @@ def run_container(
             cgroup=ContainerMemory(container, unlimited),
             tree=(lambda: _host_tree(container)) if local else None,
             tail=pump.tail,
-            pinned=parse_cpu_list(spec.cpuset_cpus, check_available=False) if spec.cpuset_cpus else None,
+            pinned=pinned,
         )
         handle.meta.update(
             {
@@ -286,6 +295,7 @@ def run_container(
                 "image": spec.image,
                 "argv": spec.command,
                 "memory_cgroup": f"docker:{container.name} (limited through the engine's API)",
+                **({"cpu_quota": spec.cpu_quota, "cpu_cgroup": f"docker:{container.name}"} if quota else {}),
             }
         )
         try:
@@ -322,6 +332,7 @@ def docker_server(
     workdir: str | None = None,
     say: Say | None = None,
     port: int | None = None,
+    cpu_quota: float | None = None,
 ) -> Iterator[ServerHandle]:
     """The docker backend: the user's image and command, or llama-server from the tools image.
 
@@ -373,6 +384,7 @@ def docker_server(
         shm_size=shm_size,
         cpuset_cpus=cpuset,
         workdir=workdir,
+        cpu_quota=cpu_quota,
     )
     try:
         with run_container(

@@ -51,8 +51,12 @@ def embedded_server(
     log_dir: Path,
     ready_timeout: float,
     say: Say | None = None,
+    cpu_quota: float | None = None,
 ) -> Iterator[ServerHandle]:
-    """Start llama-server pinned to ``cpus`` and yield it once it answers ``/health``."""
+    """Start llama-server pinned to ``cpus`` and yield it once it answers ``/health``.
+
+    ``cpu_quota``: capped at that fraction of the cores' time (see ``server.process.run_command``).
+    """
     port = free_port()
     threads = threads or len(cpus)
     # A private copy of the weights: pages are charged to the cgroup that first reads them, and
@@ -75,6 +79,7 @@ def embedded_server(
             description=f"embedded llama-server ({assets.model.name})",
             say=say,
             weights=private,
+            cpu_quota=cpu_quota,
         ) as handle:
             handle.meta.update(
                 {"threads": threads, "parallel": parallel, "model": assets.model.name, "argv": argv}

@@ -6,7 +6,8 @@ faults, and nothing else on the host is at risk. The server is *started* inside 
 because pages are charged to the cgroup of the process that first touches them and current
 kernels no longer move charges with a process (v1's ``move_charge_at_immigrate`` is a no-op
 since Linux 6.x). The cgroup is a child of ours (limits above still apply), and a registry record
-lets the next session remove it if this one is killed.
+lets the next session remove it if this one is killed. :class:`Cgroup` is that shared part, which
+the CPU cgroup of ``--kt-server-cpu-quota`` (``system/cpu_quota.py``) reuses.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.system.registry import write_record
@@ -25,6 +27,7 @@ _FILES = {
     1: {"limit": "memory.limit_in_bytes", "usage": "memory.usage_in_bytes", "anon": "rss", "file": "cache"},
     2: {"limit": "memory.max", "usage": "memory.current", "anon": "anon", "file": "file"},
 }
+_C = TypeVar("_C", bound="Cgroup")
 ROOT_HINT = "run pytest as root (cgroups need it) with the memory controller mounted"
 
 
@@ -38,27 +41,40 @@ def _mounts() -> list[tuple[str, str, list[str]]]:
     return rows
 
 
-def locate(pid: int) -> tuple[int, Path]:
-    """(version, directory) of the memory cgroup ``pid`` lives in; raises if there is none."""
+def v1_directory(pid: int, controller: str) -> Path | None:
+    """The cgroup v1 directory of ``controller`` that ``pid`` lives in, or None where v1 lacks it."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, rel = line.split(":", 2)
+        if controller in controllers.split(","):
+            for mount, fstype, opts in _mounts():
+                if fstype == "cgroup" and controller in opts:
+                    return Path(mount + rel)
+    return None
+
+
+def locate(pid: int, controller: str = "memory") -> tuple[int, Path]:
+    """(version, directory) of the ``controller`` cgroup ``pid`` lives in; raises if there is none.
+
+    v1 first: on a hybrid host (v1 controllers beside an empty v2 ``unified`` mount) the
+    controller is only usable in its v1 hierarchy.
+    """
     try:
+        found = v1_directory(pid, controller)
         lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
         mounts = _mounts()
     except OSError as exc:
         raise KtInterfError(f"cannot read the cgroup of process {pid} ({exc})", ROOT_HINT) from exc
-    for line in lines:
-        _, controllers, rel = line.split(":", 2)
-        if "memory" in controllers.split(","):
-            for mount, fstype, opts in mounts:
-                if fstype == "cgroup" and "memory" in opts:
-                    return 1, Path(mount + rel)
+    if found is not None:
+        return 1, found
     for line in lines:
         if line.startswith("0::"):
             for mount, fstype, _ in mounts:
                 if fstype == "cgroup2":
                     return 2, Path(mount + line[3:])
+    other = ", or use host overflow" if controller == "memory" else ""
     raise KtInterfError(
-        "no memory cgroup controller is mounted on this host",
-        "mount cgroup v1 'memory' or cgroup v2 with the memory controller, or use host overflow",
+        f"no {controller} cgroup controller is mounted on this host",
+        f"mount cgroup v1 '{controller}' or cgroup v2 with the {controller} controller{other}",
     )
 
 
@@ -105,9 +121,17 @@ def _evacuate_and_remove(path: Path, home: Path, timeout_s: float = 10.0) -> Non
             time.sleep(0.05)
 
 
+_SCOPE_HINT = {"memory": "MemoryMax", "cpu": "CPUQuota"}  # the systemd way around a v2 without delegation
+
+
 @dataclass
-class MemoryCgroup:
-    """A memory cgroup of ours: created next to a process, limited, and removed."""
+class Cgroup:
+    """A cgroup directory of ours in one controller's hierarchy, recorded for the reaper.
+
+    The generic part shared by the memory and the CPU cgroups around a server: made as a child
+    of the cgroup a process lives in (limits above still apply), recorded in the registry so the
+    next session removes it if this one is killed, and removed with its record at the end.
+    """
 
     path: Path
     version: int
@@ -115,14 +139,23 @@ class MemoryCgroup:
     record: Path | None = None
 
     @classmethod
-    def create(cls, near_pid: int, name: str) -> MemoryCgroup:
-        """A new child of the memory cgroup ``near_pid`` lives in (not yet holding anything)."""
-        version, home = locate(near_pid)
-        if version == 2 and "memory" not in (home / "cgroup.subtree_control").read_text().split():
+    def make(cls: type[_C], controller: str, near_pid: int, name: str, version: int | None = None) -> _C:
+        """A new child of the ``controller`` cgroup ``near_pid`` lives in (not yet holding anything).
+
+        ``version=1`` takes only a v1 hierarchy (e.g. ``cpuacct`` beside ``cpu``), never v2.
+        """
+        if version == 1:
+            found = v1_directory(near_pid, controller)
+            if found is None:
+                raise KtInterfError(f"no cgroup v1 '{controller}' hierarchy is mounted", ROOT_HINT)
+            version, home = 1, found
+        else:
+            version, home = locate(near_pid, controller)
+        if version == 2 and controller not in (home / "cgroup.subtree_control").read_text().split():
             raise KtInterfError(
-                f"cgroup v2 at {home} does not delegate the memory controller to children",
-                f"echo +memory > {home}/cgroup.subtree_control (needs a cgroup without processes), "
-                "or start the server in a systemd scope with MemoryMax",
+                f"cgroup v2 at {home} does not delegate the {controller} controller to children",
+                f"echo +{controller} > {home}/cgroup.subtree_control (needs a cgroup without processes), "
+                f"or start the server in a systemd scope with {_SCOPE_HINT.get(controller, controller)}",
             )
         path = home / f"ktinterf-{name}-{os.getpid()}-{time.monotonic_ns() % 10**9}"
         try:
@@ -133,9 +166,38 @@ class MemoryCgroup:
         group.record = write_record(
             path.name, {"kind": "cgroup", "path": str(path), "home": str(home), "name": name}
         )
-        if version == 1:  # bring the processes' existing pages along when they move in
+        return group
+
+    def add(self, pids: list[int]) -> None:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                _write(self.path / "cgroup.procs", str(pid))
+
+    def pids(self) -> list[int]:
+        return _pids(self.path)
+
+    def write(self, name: str, value: str) -> None:
+        """Set one of the group's control files (``cpu.max``, ``memory.limit_in_bytes`` ...)."""
+        _write(self.path / name, value)
+
+    def remove(self) -> None:
+        """Processes back home, directory removed, record dropped. Idempotent."""
+        _evacuate_and_remove(self.path, self.home)
+        if self.record is not None:
+            self.record.unlink(missing_ok=True)
+
+
+@dataclass
+class MemoryCgroup(Cgroup):
+    """A memory cgroup of ours: created next to a process, limited, and removed."""
+
+    @classmethod
+    def create(cls, near_pid: int, name: str) -> MemoryCgroup:
+        """A new child of the memory cgroup ``near_pid`` lives in (not yet holding anything)."""
+        group = cls.make("memory", near_pid, name)
+        if group.version == 1:  # bring the processes' existing pages along when they move in
             with contextlib.suppress(OSError):
-                _write(path / "memory.move_charge_at_immigrate", "3")
+                _write(group.path / "memory.move_charge_at_immigrate", "3")
         return group
 
     @classmethod
@@ -150,14 +212,6 @@ class MemoryCgroup:
 
     def _file(self, key: str) -> Path:
         return self.path / _FILES[self.version][key]
-
-    def add(self, pids: list[int]) -> None:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                _write(self.path / "cgroup.procs", str(pid))
-
-    def pids(self) -> list[int]:
-        return _pids(self.path)
 
     def set_limit(self, limit: int) -> None:
         """Set the limit; the kernel reclaims down to it at once or refuses with EBUSY."""
@@ -188,12 +242,6 @@ class MemoryCgroup:
 
     def major_faults(self) -> int:
         return self.stat().get("pgmajfault", 0)
-
-    def remove(self) -> None:
-        """Processes back home, directory removed, record dropped. Idempotent."""
-        _evacuate_and_remove(self.path, self.home)
-        if self.record is not None:
-            self.record.unlink(missing_ok=True)
 
 
 def drop_file_cache(path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Reaping what sessions that died left behind: process groups first, then memory cgroups.
+"""Reaping what sessions that died left behind: process groups first, then cgroups (memory, CPU).
 
 Processes first: a cgroup can only be removed once nothing lives in it. Containers are reaped
 by ``docker_engine.reap_containers`` (their owner is recorded in labels, not in the registry).

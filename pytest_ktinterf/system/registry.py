@@ -1,6 +1,6 @@
 """The registry of what this machine's sessions own: one JSON record per process group or cgroup.
 
-Every process group and memory cgroup the plugin creates is recorded here with its owner (the
+Every process group and cgroup (memory, CPU) the plugin creates is recorded here with its owner (the
 pytest process and its start time), so that a later session can reap what a killed one left
 behind. Records are written atomically: a session starting beside a live one never reads half a
 record and mistakes it for garbage.

@@ -1,0 +1,393 @@
+"""The regression gate: is this session worse than the baseline's sessions, by more than they vary?
+
+All figures are positive (a throughput in tok/s, or an effect ratio condition/baseline) and are
+compared on the log scale, where a change is a ratio and noise is roughly symmetric. For every
+gated figure lower is worse: slower, or more degraded by a neighbour.
+
+**What an unchanged server produces.** The baseline holds S sessions recorded on the same set-up.
+Session i gives a point p_i and its own 95% interval [lo_i, hi_i], read as a standard error
+se_i = (log hi_i - log lo_i) / (2 * 1.96) (an unbounded or zero-width interval gives none).
+Sessions differ by more than their own intervals suggest -- a page cache warmed differently,
+memory placed on another node, a neighbour on the host -- so the spread that counts is the one
+*between* sessions: m = mean(p_i), s_between = the sample standard deviation of the p_i. A few
+sessions can agree by chance, so the spread is never taken as smaller than one session's own
+noise: s = max(s_between, s_within), s_within = sqrt(mean(se_i^2)). With df = max(S - 1, 1)
+and t the Student t quantile at 0.975, the *unchanged band* m +- t * s * sqrt(1 + 1/S) is a 95%
+prediction interval for the next session's point if the server has not changed. With S = 1 the
+between-session spread is unknown (s = s_within, df = 1, the widest t) and the reason says so.
+
+**When a session regressed.** The new session has a point x and a 95% interval [a, b] (logs); the
+user's threshold T (a fraction, 10% by default) gives limit = log(1 - T). Two questions:
+
+- *beyond the threshold*: x - m < limit -- the change is as large as the user cares about;
+- *beyond the spread*: b < the band's lower end -- the whole interval lies below what an
+  unchanged server produces, so the change is not session-to-session noise.
+
+A session is **regressed** only when both hold. Past the threshold but within the spread is
+**inconclusive** (asv's "~"): the change is large, but sessions of an unchanged server vary by as
+much; more pairs narrow [a, b], more baseline sessions narrow the band. Everything else
+**passes**, with a note when the session is beyond the spread yet within the threshold (a real
+but small change, e.g. "slower by 6%, beyond the sessions' spread, within the 10% threshold")
+or when its whole interval lies above the band ("improved").
+
+Requiring both conditions is what keeps the false-alarm rate at or below the nominal 2.5% for an
+unchanged server: beyond the spread alone is a one-sided 95% prediction test (the interval's
+upper end b lies above the point x, which only makes it stricter), and the threshold keeps real
+but negligible changes -- which a precise enough measurement will always find -- from failing.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pytest_ktinterf.baseline.store import EFFECT_METRICS, BaselineFile, is_finite, stored_interval
+from pytest_ktinterf.errors import KtInterfError
+from pytest_ktinterf.judge.expectations import Decision
+from pytest_ktinterf.judge.stats import Interval, walsh_interval
+
+Z_975 = 1.959963984540054
+DEFAULT_THRESHOLD = 0.10
+REGRESSED, INCONCLUSIVE, PASS = "regressed", "inconclusive", "pass"
+NOT_IN_BASELINE, NOT_MEASURED_NOW = "not in the baseline", "not measured now"
+# Student t, 0.975 quantile, df = 1..30 (four decimals; beyond 30 the expansion below is as good).
+_T_975 = (
+    *(12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281),
+    *(2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860),
+    *(2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423),
+)
+
+
+def t_975(df: int) -> float:
+    """The Student t 0.975 quantile: exact table to df 30, then the Cornish-Fisher expansion
+    around the normal quantile (its error is below 1e-4 there), so no scipy is needed."""
+    if df < 1:
+        raise ValueError(f"df={df}: at least 1 degree of freedom")
+    if df <= len(_T_975):
+        return _T_975[df - 1]
+    z = Z_975
+    return (
+        z
+        + (z**3 + z) / (4 * df)
+        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3)
+    )
+
+
+def location_interval(values: Sequence[float], confidence: float = 0.95) -> Interval:
+    """One session's throughput from its trials: Hodges-Lehmann on the logs, exact signed-rank interval.
+
+    The same estimator as the paired effects (``judge.stats.walsh_interval``), so a throughput
+    and an effect are located alike; in tok/s. Fewer than 6 trials give an unbounded interval.
+    """
+    logs = [math.log(v) for v in values if is_finite(v) and v > 0]
+    if not logs:
+        raise ValueError("need at least 1 positive finite value")
+    on_logs = walsh_interval(logs, confidence)
+    return Interval(math.exp(on_logs.point), math.exp(on_logs.lo), math.exp(on_logs.hi), confidence)
+
+
+def _log(value: float) -> float:
+    return math.log(value) if value > 0 else -math.inf
+
+
+def _pct(ratio: float) -> str:
+    return f"{100 * (ratio - 1):+.0f}%"
+
+
+def _tps(value: float) -> str:
+    return f"{value:.1f}" if value < 1000 else f"{value:.0f}"
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    """One figure's gate: the baseline's sessions, their unchanged band, and the threshold.
+
+    ``sessions``, ``band`` and ``center`` are ratios or tok/s (``unit``), not logs. ``strict``
+    makes an inconclusive look fail (see :meth:`failing`); ``kind`` tells a report this is a
+    baseline gate, not an expectation.
+    """
+
+    metric: str
+    figure: str
+    threshold: float
+    sessions: tuple[float, ...]
+    band: tuple[float, float]
+    center: float
+    strict: bool = False
+    kind: str = "gate"
+    unit: str = "ratio"
+    statuses: ClassVar[dict[str, str]] = {"pass": PASS, "fail": REGRESSED, "undecided": INCONCLUSIVE}
+
+    def format_value(self, value: float) -> str:
+        """A ratio as a percent change (``-4%``), a throughput as tok/s without the unit."""
+        return _tps(value) if self.unit == "tok/s" else _pct(value)
+
+    def band_text(self) -> str:
+        """``-9%..+1%`` or ``29.8..32.6 tok/s``; ``unknown`` when one session gives no spread."""
+        lo, hi = self.band
+        if lo <= 0 or math.isinf(hi):
+            return "unknown"
+        suffix = " tok/s" if self.unit == "tok/s" else ""
+        return f"{self.format_value(lo)}..{self.format_value(hi)}{suffix}"
+
+    def _sessions_text(self) -> str:
+        count = len(self.sessions)
+        return "1 session: between-session spread unknown" if count == 1 else f"{count} sessions"
+
+    def describe(self) -> str:
+        """``at most 10% below the baseline's -4% (3 sessions, unchanged band -9%..+1%)``."""
+        center = self.format_value(self.center) + (" tok/s" if self.unit == "tok/s" else "")
+        return (
+            f"at most {self.threshold:.0%} below the baseline's {center} "
+            f"({self._sessions_text()}; unchanged band {self.band_text()})"
+        )
+
+    def _numbers(self, interval: Interval) -> str:
+        sessions = ", ".join(self.format_value(v) for v in self.sessions)
+        change = _pct(interval.point / self.center)
+        if self.unit == "tok/s":
+            return (
+                f"then {_tps(self.center)} tok/s (sessions {sessions}) -> now {_tps(interval.point)} tok/s "
+                f"[{_tps(interval.lo)}, {_tps(interval.hi)}], {change}"
+            )
+        return (
+            f"then {_pct(self.center)} (sessions {sessions}) -> now {_pct(interval.point)} "
+            f"[{_pct(interval.lo)}, {_pct(interval.hi)}]"
+        )
+
+    def decide(self, interval: Interval) -> tuple[Decision, str]:
+        """Regressed (FAIL), inconclusive (UNDECIDED) or PASS, with the numbers (module docstring)."""
+        change = _log(interval.point) - _log(self.center)
+        band_lo, band_hi = _log(self.band[0]), _log(self.band[1])
+        beyond_threshold = change < math.log(1 - self.threshold)
+        beyond_spread = _log(interval.hi) < band_lo
+        lower, higher = ("slower", "faster") if self.unit == "tok/s" else ("lower", "higher")
+        size, threshold = f"{abs(math.expm1(change)):.0%}", f"{self.threshold:.0%}"
+        band = f"unchanged band {self.band_text()}"
+        if beyond_threshold and beyond_spread:
+            decision = Decision.FAIL
+            why = f"{lower} by {size}: past the {threshold} threshold and below the {band}"
+        elif beyond_threshold:
+            decision = Decision.UNDECIDED
+            why = (
+                f"{lower} by {size}, past the {threshold} threshold but within what the "
+                f"sessions vary by ({band}): more pairs or baseline sessions can decide it"
+            )
+        else:
+            decision = Decision.PASS
+            if beyond_spread:
+                why = f"{lower} by {size}, beyond the sessions' spread, within the {threshold} threshold"
+            elif _log(interval.lo) > band_hi:
+                why = f"improved: {higher} by {size}, the whole interval above the {band}"
+            else:
+                why = f"change {_pct(math.exp(change))}, within the {threshold} threshold"
+        if len(self.sessions) == 1:
+            why += "; 1 session: between-session spread unknown"
+        return decision, f"{self._numbers(interval)}; {why}"
+
+    def failing(self, decision: Decision) -> bool:
+        """Whether a decision fails the run: regressed always, inconclusive only when ``strict``."""
+        return decision is Decision.FAIL or (decision is Decision.UNDECIDED and self.strict)
+
+
+def band(points: Sequence[float], errors: Sequence[float]) -> tuple[float, float, float]:
+    """``(m, lo, hi)`` on the log scale: the sessions' mean and the unchanged band around it.
+
+    ``points`` are the sessions' log points, ``errors`` the standard errors that could be read
+    from their intervals. One session without an error gives an unbounded band: nothing is known
+    about how far an unchanged server moves.
+    """
+    if not points:
+        raise ValueError("need at least 1 session")
+    count = len(points)
+    m = statistics.fmean(points)
+    s_between = statistics.stdev(points) if count >= 2 else 0.0
+    if errors:
+        s_within = math.sqrt(statistics.fmean([e * e for e in errors]))
+    else:
+        s_within = 0.0 if count >= 2 else math.inf
+    half = t_975(max(count - 1, 1)) * max(s_between, s_within) * math.sqrt(1 + 1 / count)
+    return m, m - half, m + half
+
+
+def _from_intervals(
+    figure: str, metric: str, found: list[Interval], threshold: float, strict: bool, unit: str
+) -> GateCheck:
+    if not 0 <= threshold < 1:
+        raise ValueError(f"threshold={threshold}: a fraction in [0, 1)")
+    if not found:
+        raise ValueError(f"{figure}: no usable baseline session")
+    points = [math.log(i.point) for i in found]
+    errors = [
+        (math.log(i.hi) - math.log(i.lo)) / (2 * Z_975)
+        for i in found
+        if 0 < i.lo < i.hi and math.isfinite(i.hi)
+    ]
+    m, lo, hi = band(points, errors)
+    return GateCheck(
+        metric=metric,
+        figure=figure,
+        threshold=threshold,
+        sessions=tuple(i.point for i in found),
+        band=(math.exp(lo), math.exp(hi)),
+        center=math.exp(m),
+        strict=strict,
+        unit=unit,
+    )
+
+
+def effect_check(
+    figure: str, metric: str, stored: list[dict[str, Any]], threshold: float, strict: bool = False
+) -> GateCheck:
+    """The gate for a paired effect ratio, from the baseline sessions' stored effects."""
+    found = [i for e in stored if (i := stored_interval(e)) is not None]
+    return _from_intervals(figure, metric, found, threshold, strict, "ratio")
+
+
+def throughput_check(
+    figure: str, metric: str, per_session_values: list[list[float]], threshold: float, strict: bool = False
+) -> GateCheck:
+    """The gate for an uncontended throughput, each session located by :func:`location_interval`."""
+    found = [
+        location_interval(values)
+        for values in per_session_values
+        if any(is_finite(v) and v > 0 for v in values)
+    ]
+    return _from_intervals(figure, metric, found, threshold, strict, "tok/s")
+
+
+def parse_thresholds(text: str | None, option: str = "--kt-baseline-fail") -> dict[str, float]:
+    """``"10%"``, ``"decode:10%,prefill:15%"`` or ``"decode:0.1"`` as ``{metric: fraction}``.
+
+    The key ``"*"`` is the default for metrics not named; it is 10% when not given.
+    """
+    found: dict[str, float] = {}
+    fix = "give METRIC:PERCENT, e.g. decode:10%, or one PERCENT for all metrics, e.g. 10%"
+    for part in (text or "").split(","):
+        if not part.strip():
+            if (text or "").strip():
+                raise KtInterfError(f"{option}: empty entry in {text!r}", fix)
+            continue
+        metric, _, value = part.rpartition(":")
+        metric = metric.strip() or "*"
+        if metric != "*" and metric not in EFFECT_METRICS:
+            raise KtInterfError(
+                f"{option}: unknown metric {metric!r} in {part.strip()!r} "
+                f"(known: {', '.join(EFFECT_METRICS)})",
+                fix,
+            )
+        if metric in found:
+            raise KtInterfError(f"{option}: {metric!r} given twice in {text!r}", fix)
+        fraction = _fraction(value)
+        if fraction is None:
+            raise KtInterfError(
+                f"{option}: {part.strip()!r} is not a percent (10%) or a fraction below 1 (0.1)", fix
+            )
+        found[metric] = fraction
+    found.setdefault("*", DEFAULT_THRESHOLD)
+    return found
+
+
+def _fraction(text: str) -> float | None:
+    text = text.strip()
+    percent = text.endswith("%")
+    try:
+        value = float(text[:-1] if percent else text)
+    except ValueError:
+        return None
+    value = value / 100 if percent else value
+    return value if math.isfinite(value) and 0 <= value < 1 else None
+
+
+def threshold_for(thresholds: dict[str, float], metric: str) -> float:
+    """The metric's own threshold, else the default (``"*"``), else 10%."""
+    return thresholds.get(metric, thresholds.get("*", DEFAULT_THRESHOLD))
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One figure compared: its check and the interval now (None for a figure on one side only)."""
+
+    figure: str
+    metric: str
+    check: GateCheck | None
+    interval: Interval | None
+    status: str
+    reason: str
+
+    @property
+    def failed(self) -> bool:
+        """Regressed, or inconclusive under ``strict``."""
+        if self.check is None:
+            return False
+        return self.status == REGRESSED or (self.status == INCONCLUSIVE and self.check.strict)
+
+
+def _metric_order(metric: str) -> tuple[int, str]:
+    return (EFFECT_METRICS.index(metric) if metric in EFFECT_METRICS else len(EFFECT_METRICS), metric)
+
+
+def _judge(check: GateCheck, interval: Interval) -> GateResult:
+    decision, reason = check.decide(interval)
+    return GateResult(check.figure, check.metric, check, interval, check.statuses[decision.value], reason)
+
+
+def _one_side(figure: str, metric: str, in_baseline: bool) -> GateResult:
+    status = NOT_MEASURED_NOW if in_baseline else NOT_IN_BASELINE
+    return GateResult(figure, metric, None, None, status, f"{figure}: {status}, no verdict")
+
+
+def compare_sessions(
+    baseline: BaselineFile, now: dict[str, Any], thresholds: dict[str, float], strict: bool = False
+) -> list[GateResult]:
+    """Every effect and uncontended figure of ``now`` against ``baseline``'s sessions.
+
+    Figures on one side only are listed without a verdict ("not in the baseline", "not measured
+    now"); effects first (by comparison, then metric), then uncontended throughput by streams.
+    """
+    results: list[GateResult] = []
+    sessions = baseline.sessions
+    now_effects = now.get("effects") or {}
+    keys = sorted({k for s in [*sessions, now] for k in (s.get("effects") or {})})
+    for key in keys:
+        stored: dict[str, list[dict[str, Any]]] = {}
+        for session in sessions:
+            for metric, entry in ((session.get("effects") or {}).get(key) or {}).items():
+                if stored_interval(entry) is not None:
+                    stored.setdefault(metric, []).append(entry)
+        current = {
+            m: i for m, e in (now_effects.get(key) or {}).items() if (i := stored_interval(e)) is not None
+        }
+        for metric in sorted(set(stored) | set(current), key=_metric_order):
+            figure = f"{key.removeprefix('code::')} {metric}"
+            if metric not in stored or metric not in current:
+                results.append(_one_side(figure, metric, metric in stored))
+                continue
+            check = effect_check(figure, metric, stored[metric], threshold_for(thresholds, metric), strict)
+            results.append(_judge(check, current[metric]))
+    now_uncontended = now.get("uncontended") or {}
+    all_streams = {k for s in [*sessions, now] for k in (s.get("uncontended") or {})}
+    for streams in sorted(all_streams, key=lambda s: (int(s) if str(s).isdigit() else math.inf, str(s))):
+        per_session: dict[str, list[list[float]]] = {}
+        for session in sessions:
+            for metric, values in ((session.get("uncontended") or {}).get(streams) or {}).items():
+                if any(is_finite(v) and v > 0 for v in values or []):
+                    per_session.setdefault(metric, []).append(list(values))
+        current_values = {
+            m: list(v)
+            for m, v in (now_uncontended.get(streams) or {}).items()
+            if any(is_finite(x) and x > 0 for x in v or [])
+        }
+        for metric in sorted(set(per_session) | set(current_values), key=_metric_order):
+            figure = f"uncontended {metric} at {streams} stream{'' if str(streams) == '1' else 's'}"
+            if metric not in per_session or metric not in current_values:
+                results.append(_one_side(figure, metric, metric in per_session))
+                continue
+            threshold = threshold_for(thresholds, metric)
+            check = throughput_check(figure, metric, per_session[metric], threshold, strict)
+            results.append(_judge(check, location_interval(current_values[metric])))
+    return results

@@ -1,0 +1,95 @@
+"""Benchmark: the baseline gate's false-regression and detection rates, on this machine.
+
+Run: ``python -m tests.benchmarks.bench_gate [baselines] [compares per baseline] [threshold]``
+(default 2 baselines, 4 compares each, 10%). Each baseline is 3 real sessions recorded by
+``--kt-baseline-save`` in a fresh project (the small experiment of ``tests/gate_sessions.py``:
+the server's own speed at 1 stream, and CPU stress on the spare core), then each compare is one
+more real session with ``--kt-baseline-compare``, alternately:
+
+* unchanged -- the same server: any REGRESSED figure is a false regression;
+* capped 20% slower -- ``--kt-server-cpu-quota=0.8``: the server's uncontended decode must be
+  called REGRESSED (detection).
+
+Printed: both rates with their 95% Wilson intervals, the inconclusive counts, and the run time.
+Numbers, not assertions; targets (issue 11): false regressions <= 5%, detection >= 90%.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.benchmarks.bench_false_alarms import wilson
+from tests.gate_sessions import new_project, session, usable
+
+
+def _gate_lines(output: str) -> list[str]:
+    return [
+        line
+        for line in output.splitlines()
+        if "BASELINE" in line and ("uncontended" in line or "cpu_spare" in line)
+    ]
+
+
+def main(argv: list[str]) -> int:
+    baselines = int(argv[1]) if len(argv) > 1 else 2
+    compares = int(argv[2]) if len(argv) > 2 else 4
+    threshold = argv[3] if len(argv) > 3 else "10%"
+    if not usable():
+        print("needs llama-server (python -m pytest_ktinterf fetch), 2 cores and root")
+        return 2
+    started = time.monotonic()
+    false_regressions = unchanged = detected = capped = inconclusive_same = inconclusive_capped = 0
+    with tempfile.TemporaryDirectory(prefix="bench-gate-") as tmp:
+        for b in range(baselines):
+            project = new_project(Path(tmp, f"b{b}"))
+            for n in range(3):
+                code, output = session(
+                    project, project / f"save{n}.log", "--kt-baseline-save", threshold=threshold
+                )
+                if code != 0 or "baseline saved" not in output:
+                    print(output[-3000:])
+                    return 1
+            for c in range(compares):
+                slower = c % 2 == 1
+                extra = ["--kt-server-cpu-quota=0.8"] if slower else []
+                code, output = session(
+                    project, project / f"cmp{c}.log", "--kt-baseline-compare", *extra, threshold=threshold
+                )
+                lines = _gate_lines(output)
+                flagged = [line for line in lines if "REGRESSED" in line]
+                unsure = [line for line in lines if "INCONCLUSIVE" in line]
+                if slower:
+                    capped += 1
+                    detected += any("uncontended decode" in line for line in flagged)
+                    inconclusive_capped += bool(unsure)
+                else:
+                    unchanged += 1
+                    false_regressions += bool(flagged)
+                    inconclusive_same += bool(unsure)
+                print(
+                    f"baseline {b + 1}, compare {c + 1} ({'capped 0.8' if slower else 'unchanged'}): "
+                    f"exit {code}, "
+                    f"{len(flagged)} regressed, {len(unsure)} inconclusive of {len(lines)} figures; "
+                    f"{time.monotonic() - started:.0f} s so far",
+                    flush=True,
+                )
+                for line in lines:
+                    print(f"    {line[:160]}")
+    print(f"threshold {threshold}; {baselines} baselines x 3 sessions; {compares} compares each")
+    print(
+        f"false regressions (unchanged server, any figure): {wilson(false_regressions, unchanged)}"
+        f"; inconclusive in {inconclusive_same}"
+    )
+    print(
+        f"detection (capped 20% slower, uncontended decode regressed): {wilson(detected, capped)}"
+        f"; inconclusive in {inconclusive_capped}"
+    )
+    print(f"run time {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
