@@ -3,7 +3,7 @@
 The seeded simulations draw whole baseline sessions and a new session from one distribution
 (an unchanged server whose sessions vary by a between-session spread) and count how often the
 gate calls the new one regressed. The allowed count is fixed before looking: the one-sided
-99.9% binomial upper limit around the nominal 2.5%.
+99.9% binomial upper limit around the nominal 5% (the band is a one-sided 95% bound).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pytest_ktinterf.baseline.gate import (
     effect_check,
     location_interval,
     parse_thresholds,
+    t_95,
     t_975,
     threshold_for,
     throughput_check,
@@ -40,7 +41,7 @@ from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.judge.expectations import Decision
 from pytest_ktinterf.judge.stats import Interval, paired_ratio_ci, walsh_interval
 
-NOMINAL = 0.025
+NOMINAL = 0.05
 
 
 def binomial_limit(n: int, p: float, alpha: float = 0.001) -> int:
@@ -58,8 +59,8 @@ def binomial_limit(n: int, p: float, alpha: float = 0.001) -> int:
 
 
 def test_binomial_limit_matches_the_normal_approximation() -> None:
-    # 2000 draws at 2.5%: mean 50, sd 7.0; 3.09 sd above is about 72.
-    assert 70 <= binomial_limit(2000, NOMINAL) <= 75
+    # 2000 draws at 5%: mean 100, sd 9.75; 3.09 sd above is about 130.
+    assert 125 <= binomial_limit(2000, NOMINAL) <= 135
     assert binomial_limit(10, 0.5, 1 / 1024) == 10
 
 
@@ -72,6 +73,14 @@ def test_binomial_limit_matches_the_normal_approximation() -> None:
 )
 def test_t_quantile_known_values(df: int, value: float) -> None:
     assert t_975(df) == pytest.approx(value, abs=6e-4)
+
+
+@pytest.mark.parametrize(
+    ("df", "value"), [(1, 6.314), (2, 2.920), (4, 2.132), (10, 1.812), (30, 1.697), (120, 1.658)]
+)
+def test_one_sided_t_quantile_known_values(df: int, value: float) -> None:
+    assert t_95(df) == pytest.approx(value, abs=6e-4)
+    assert t_95(10**6) == pytest.approx(1.64485, abs=1e-4)
 
 
 def test_t_quantile_falls_smoothly_to_the_normal() -> None:
@@ -119,22 +128,22 @@ def test_paired_ratio_ci_is_walsh_on_the_log_ratios(pairs: list[tuple[float, flo
 # -- the band -----------------------------------------------------------------------------------
 
 
-def test_band_is_the_prediction_interval_of_the_next_session() -> None:
+def test_band_is_the_one_sided_prediction_bound_of_the_next_session() -> None:
     points = [math.log(0.95), math.log(1.0), math.log(1.05)]
     m, lo, hi = band(points, [0.001, 0.001, 0.001])
     s = math.sqrt(sum((p - m) ** 2 for p in points) / 2)
     assert m == pytest.approx(sum(points) / 3)
-    assert hi - m == pytest.approx(m - lo) == pytest.approx(4.3027 * s * math.sqrt(1 + 1 / 3))
+    assert hi - m == pytest.approx(m - lo) == pytest.approx(2.9200 * s * math.sqrt(1 + 1 / 3))
 
 
 def test_agreeing_sessions_do_not_shrink_the_band_below_their_own_noise() -> None:
     m, lo, _ = band([0.0, 0.0, 0.0], [0.02, 0.02, 0.02])
-    assert m - lo == pytest.approx(4.3027 * 0.02 * math.sqrt(1 + 1 / 3))
+    assert m - lo == pytest.approx(2.9200 * 0.02 * math.sqrt(1 + 1 / 3))
 
 
 def test_one_session_uses_its_own_noise_and_the_widest_t() -> None:
     m, lo, _ = band([0.0], [0.01])
-    assert m - lo == pytest.approx(12.7062 * 0.01 * math.sqrt(2))
+    assert m - lo == pytest.approx(6.3138 * 0.01 * math.sqrt(2))
     assert band([0.0], []) == (0.0, -math.inf, math.inf)
 
 
@@ -266,7 +275,7 @@ def test_an_unchanged_server_is_regressed_at_most_at_the_nominal_rate() -> None:
 
 
 def test_the_band_alone_keeps_the_nominal_rate() -> None:
-    """With no threshold the spread test decides alone: still at most 2.5% false alarms."""
+    """With no threshold the spread test decides alone: still at most 5% false alarms."""
     draws = 2000
     found = regressed_count(draws, sessions=3, between=0.03, within=0.02, threshold=0.0, seed=2)
     assert found < binomial_limit(draws, NOMINAL)

@@ -12,8 +12,9 @@ memory placed on another node, a neighbour on the host -- so the spread that cou
 *between* sessions: m = mean(p_i), s_between = the sample standard deviation of the p_i. A few
 sessions can agree by chance, so the spread is never taken as smaller than one session's own
 noise: s = max(s_between, s_within), s_within = sqrt(mean(se_i^2)). With df = max(S - 1, 1)
-and t the Student t quantile at 0.975, the *unchanged band* m +- t * s * sqrt(1 + 1/S) is a 95%
-prediction interval for the next session's point if the server has not changed. With S = 1 the
+and t the Student t quantile at 0.95, the *unchanged band* m +- t * s * sqrt(1 + 1/S) bounds the
+next session's point of an unchanged server from below with 95% confidence (one-sided: only a
+loss can regress; the band's upper end, symmetric, only marks improvements). With S = 1 the
 between-session spread is unknown (s = s_within, df = 1, the widest t) and the reason says so.
 
 **When a session regressed.** The new session has a point x and a 95% interval [a, b] (logs); the
@@ -30,7 +31,7 @@ much; more pairs narrow [a, b], more baseline sessions narrow the band. Everythi
 but small change, e.g. "slower by 6%, beyond the sessions' spread, within the 10% threshold")
 or when its whole interval lies above the band ("improved").
 
-Requiring both conditions is what keeps the false-alarm rate at or below the nominal 2.5% for an
+Requiring both conditions is what keeps the false-alarm rate at or below the nominal 5% for an
 unchanged server: beyond the spread alone is a one-sided 95% prediction test (the interval's
 upper end b lies above the point x, which only makes it stricter), and the threshold keeps real
 but negligible changes -- which a precise enough measurement will always find -- from failing.
@@ -50,6 +51,7 @@ from pytest_ktinterf.judge.expectations import Decision
 from pytest_ktinterf.judge.stats import Interval, walsh_interval
 
 Z_975 = 1.959963984540054
+Z_95 = 1.6448536269514722
 DEFAULT_THRESHOLD = 0.10
 REGRESSED, INCONCLUSIVE, PASS = "regressed", "inconclusive", "pass"
 NOT_IN_BASELINE, NOT_MEASURED_NOW = "not in the baseline", "not measured now"
@@ -59,16 +61,30 @@ _T_975 = (
     *(2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860),
     *(2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423),
 )
+# Student t, 0.95 quantile, df = 1..30.
+_T_95 = (
+    *(6.3138, 2.9200, 2.3534, 2.1318, 2.0150, 1.9432, 1.8946, 1.8595, 1.8331, 1.8125),
+    *(1.7959, 1.7823, 1.7709, 1.7613, 1.7531, 1.7459, 1.7396, 1.7341, 1.7291, 1.7247),
+    *(1.7207, 1.7171, 1.7139, 1.7109, 1.7081, 1.7056, 1.7033, 1.7011, 1.6991, 1.6973),
+)
 
 
 def t_975(df: int) -> float:
     """The Student t 0.975 quantile: exact table to df 30, then the Cornish-Fisher expansion
     around the normal quantile (its error is below 1e-4 there), so no scipy is needed."""
+    return _t(df, _T_975, Z_975)
+
+
+def t_95(df: int) -> float:
+    """The Student t 0.95 quantile (the gate is one-sided: only a loss can regress), as :func:`t_975`."""
+    return _t(df, _T_95, Z_95)
+
+
+def _t(df: int, table: tuple[float, ...], z: float) -> float:
     if df < 1:
         raise ValueError(f"df={df}: at least 1 degree of freedom")
-    if df <= len(_T_975):
-        return _T_975[df - 1]
-    z = Z_975
+    if df <= len(table):
+        return table[df - 1]
     return (
         z
         + (z**3 + z) / (4 * df)
@@ -210,7 +226,7 @@ def band(points: Sequence[float], errors: Sequence[float]) -> tuple[float, float
         s_within = math.sqrt(statistics.fmean([e * e for e in errors]))
     else:
         s_within = 0.0 if count >= 2 else math.inf
-    half = t_975(max(count - 1, 1)) * max(s_between, s_within) * math.sqrt(1 + 1 / count)
+    half = t_95(max(count - 1, 1)) * max(s_between, s_within) * math.sqrt(1 + 1 / count)
     return m, m - half, m + half
 
 

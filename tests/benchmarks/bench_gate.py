@@ -1,7 +1,8 @@
 """Benchmark: the baseline gate's false-regression and detection rates, on this machine.
 
-Run: ``python -m tests.benchmarks.bench_gate [baselines] [compares per baseline] [threshold]``
-(default 2 baselines, 4 compares each, 10%). Each baseline is 3 real sessions recorded by
+Run: ``python -m tests.benchmarks.bench_gate [baselines] [compares per baseline] [threshold]
+[sessions]`` (default 2 baselines, 4 compares each, 10%, 3 sessions). Each baseline is that many
+real sessions recorded by
 ``--kt-baseline-save`` in a fresh project (the small experiment of ``tests/gate_sessions.py``:
 the server's own speed at 1 stream, and CPU stress on the spare core), then each compare is one
 more real session with ``--kt-baseline-compare``, alternately:
@@ -37,6 +38,7 @@ def main(argv: list[str]) -> int:
     baselines = int(argv[1]) if len(argv) > 1 else 2
     compares = int(argv[2]) if len(argv) > 2 else 4
     threshold = argv[3] if len(argv) > 3 else "10%"
+    sessions = int(argv[4]) if len(argv) > 4 else 3
     if not usable():
         print("needs llama-server (python -m pytest_ktinterf fetch), 2 cores and root")
         return 2
@@ -45,9 +47,13 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-gate-") as tmp:
         for b in range(baselines):
             project = new_project(Path(tmp, f"b{b}"))
-            for n in range(3):
+            for n in range(sessions):
                 code, output = session(
-                    project, project / f"save{n}.log", "--kt-baseline-save", threshold=threshold
+                    project,
+                    project / f"save{n}.log",
+                    "--kt-baseline-save",
+                    f"--kt-baseline-sessions={sessions}",
+                    threshold=threshold,
                 )
                 if code != 0 or "baseline saved" not in output:
                     print(output[-3000:])
@@ -78,7 +84,7 @@ def main(argv: list[str]) -> int:
                 )
                 for line in lines:
                     print(f"    {line[:160]}")
-    print(f"threshold {threshold}; {baselines} baselines x 3 sessions; {compares} compares each")
+    print(f"threshold {threshold}; {baselines} baselines x {sessions} sessions; {compares} compares each")
     print(
         f"false regressions (unchanged server, any figure): {wilson(false_regressions, unchanged)}"
         f"; inconclusive in {inconclusive_same}"
