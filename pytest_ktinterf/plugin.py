@@ -254,7 +254,7 @@ def _save_baseline(session: pytest.Session) -> None:
         return
     record = _session_record(config)
     if session.shouldstop or session.exitstatus == pytest.ExitCode.INTERRUPTED:
-        message = "baseline NOT saved: the session was interrupted"
+        message = "baseline NOT saved: the session stopped early (interrupted, or -x / --maxfail)"
     elif record is None:
         message = "baseline NOT saved: nothing was measured"
     elif keeper.settings.save and not keeper.settings.update and regressed(record):

@@ -186,3 +186,27 @@ def test_server_change_names_only_what_changed() -> None:
     assert server_change(same, dict(same)) is None
     assert server_change(same, {"version": "b2", "model": "m"}) == "server: version=b1 -> version=b2"
     assert server_change({}, {"image": "sha256:1"}) == "server: image=- -> image=sha256:1"
+
+
+def test_the_baseline_command_runs_n_sessions_the_first_starting_the_file_over(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``python -m pytest_ktinterf baseline``: one pytest process per session, stopping on an error."""
+    calls: list[list[str]] = []
+    codes = iter([0, 1, 0])  # a failed hard claim (exit 1) still measured: the recording goes on
+
+    def call(argv: list[str]) -> int:
+        calls.append(argv)
+        return next(codes)
+
+    monkeypatch.setattr("pytest_ktinterf.__main__.subprocess.call", call)
+    assert package_main(["baseline", "--sessions", "3", "--", "-m", "interference", "experiments/"]) == 0
+    flags = [argv[3] for argv in calls]
+    assert flags == ["--kt-baseline-update", "--kt-baseline-save", "--kt-baseline-save"]
+    assert all(argv[-3:] == ["-m", "interference", "experiments/"] for argv in calls)
+    assert all("--kt-baseline-sessions" in argv for argv in calls)
+
+    calls.clear()
+    codes = iter([0, 2])  # an internal error stops it and says how many sessions were kept
+    assert package_main(["baseline", "--sessions", "3"]) == 2
+    assert len(calls) == 2 and calls[0][-2:] == ["-m", "interference"]

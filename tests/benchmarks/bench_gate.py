@@ -17,21 +17,21 @@ Numbers, not assertions; targets (issue 11): false regressions <= 5%, detection 
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
+from pytest_ktinterf.report.baseline_text import gate_verdicts
 from tests.benchmarks.bench_false_alarms import wilson
 from tests.gate_sessions import new_project, session, usable
 
 
-def _gate_lines(output: str) -> list[str]:
-    return [
-        line
-        for line in output.splitlines()
-        if "BASELINE" in line and ("uncontended" in line or "cpu_spare" in line)
-    ]
+def _gate_verdicts(project: Path) -> list[dict[str, Any]]:
+    """The session's gate verdicts, from its JSON record (not from the text meant for people)."""
+    return gate_verdicts(json.loads((project / "report.json").read_text()))
 
 
 def main(argv: list[str]) -> int:
@@ -64,9 +64,12 @@ def main(argv: list[str]) -> int:
                 code, output = session(
                     project, project / f"cmp{c}.log", "--kt-baseline-compare", *extra, threshold=threshold
                 )
-                lines = _gate_lines(output)
-                flagged = [line for line in lines if "REGRESSED" in line]
-                unsure = [line for line in lines if "INCONCLUSIVE" in line]
+                verdicts = _gate_verdicts(project)
+                lines = [f"{v['figure']}: {v['word']} -- {v['reason']}" for v in verdicts]
+                flagged = [line for v, line in zip(verdicts, lines, strict=True) if v["word"] == "regressed"]
+                unsure = [
+                    line for v, line in zip(verdicts, lines, strict=True) if v["word"] == "inconclusive"
+                ]
                 if slower:
                     capped += 1
                     detected += any("uncontended decode" in line for line in flagged)
