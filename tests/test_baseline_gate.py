@@ -31,12 +31,11 @@ from pytest_ktinterf.baseline.gate import (
     effect_check,
     location_interval,
     parse_thresholds,
-    t_95,
-    t_975,
     threshold_for,
     throughput_check,
 )
 from pytest_ktinterf.baseline.store import BaselineFile
+from pytest_ktinterf.baseline.student_t import t_95, t_975
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.judge.expectations import Decision
 from pytest_ktinterf.judge.stats import Interval, paired_ratio_ci, walsh_interval

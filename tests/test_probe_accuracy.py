@@ -40,10 +40,14 @@ def test_client_figures_match_the_servers_own(embedded, kt_probe):
 
 
 def test_prompt_length_is_calibrated(embedded, kt_probe, kt_options):
+    """The median prompt is on target; single prompts vary by the nonce's own tokenization
+    (16 random hex characters are a few tokens more or less), which the probe's validity check
+    bounds at 10% of the target."""
     with measuring():
-        request = kt_probe.measure(1).requests[0]
-    assert abs(request.prompt_tokens - kt_options.prompt_tokens) <= 4
-    assert request.completion_tokens == kt_options.max_tokens
+        requests = [kt_probe.measure(1).requests[0] for _ in range(5)]
+    lengths = [r.prompt_tokens for r in requests]
+    assert abs(statistics.median(lengths) - kt_options.prompt_tokens) <= 4, lengths
+    assert all(r.completion_tokens == kt_options.max_tokens for r in requests)
 
 
 def test_without_the_nonce_the_prefix_cache_is_caught(embedded, kt_probe, monkeypatch):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import statistics
 import time
 import uuid
 import warnings
@@ -182,9 +183,13 @@ class Probe:
         """
 
         def count(words: int) -> int:
-            body = self.body(words, max_tokens=1)
-            body.pop("ignore_eos", None)
-            return asyncio.run(self._round([body])).requests[0].prompt_tokens
+            """The median of 3 requests: each nonce tokenizes to a slightly different length."""
+            found = []
+            for _ in range(3):
+                body = self.body(words, max_tokens=1)
+                body.pop("ignore_eos", None)
+                found.append(asyncio.run(self._round([body])).requests[0].prompt_tokens)
+            return int(statistics.median(found))
 
         low, high = 8, 8 + max(16, self.prompt_tokens // 2)
         t_low, t_high = count(low), count(high)
