@@ -150,7 +150,7 @@ class Gatekeeper:
         if self.baseline is not None:
             found["file"] = str(self.baseline.path)
             found["sessions"] = len(self.baseline.sessions)
-            servers = [describe(s.get("server", {}).get("identity") or {}) for s in self.baseline.sessions]
+            servers = [_server_line(s) for s in self.baseline.server_identities()]
             found["server_then"] = sorted(set(servers))
         if self.missing:
             found["missing"] = self.missing
@@ -167,11 +167,11 @@ class Gatekeeper:
             return "baseline not saved: this session measured no condition and no uncontended figure"
         existing = find(self.directory, self.fingerprint)
         if existing is None or self.settings.update:
-            target = BaselineFile(self.directory / f"{self.fingerprint.slug}.json", self.fingerprint, [])
+            target = BaselineFile.new(self.directory, self.fingerprint)
         else:
             target = existing
-            now = describe((session.get("server") or {}).get("identity") or {})
-            then = {describe((s.get("server") or {}).get("identity") or {}) for s in target.sessions}
+            now = _server_line(session.get("server") or {})
+            then = {_server_line(s) for s in target.server_identities()}
             if then and now not in then:
                 raise KtInterfError(
                     f"baseline {target.path} holds sessions of another server ({', '.join(sorted(then))}; "
@@ -185,3 +185,8 @@ class Gatekeeper:
             f"baseline saved: {target.path} now holds {len(target.sessions)} session"
             f"{'s' if len(target.sessions) != 1 else ''} (keeps the newest {self.settings.sessions})"
         )
+
+
+def _server_line(server: dict[str, Any]) -> str:
+    """A session's server (the record's ``server`` section) as the one line identities compare by."""
+    return describe(server.get("identity") or {})
