@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
-from pytest_ktinterf.baseline.gate import parse_thresholds
 from pytest_ktinterf.baseline.settings import BaselineSettings
+from pytest_ktinterf.baseline.thresholds import parse_thresholds
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.system.cpu_quota import parse_fraction
+from pytest_ktinterf.system.cpus import parse_cpu_list
 from pytest_ktinterf.system.docker_engine import engine_is_local
 
 BACKENDS = ("embedded", "process", "external", "docker")
@@ -98,6 +99,16 @@ _OPTIONS: tuple[_Opt, ...] = (
     ),
     _Opt("server-threads", "inference threads of the embedded server (default: one per pinned core)"),
     _Opt("server-cpu-quota", "share 0 < f <= 1 of its pinned cores' time a started server may use"),
+    _Opt(
+        "candidate-cmd",
+        "same-session A/B: the candidate server's command line ('{port}' as for --kt-server-cmd), "
+        "run alternately with the current server on its cores; default: the current server's own",
+    ),
+    _Opt(
+        "candidate-cpu-quota",
+        "same-session A/B: cap the candidate's cgroup at this share 0 < f <= 1 of its cores "
+        "(0.9: a candidate about 10%% slower, to calibrate the gate)",
+    ),
     _Opt("parallel", "parallel slots of the embedded server, i.e. the most streams (default 4)", "4"),
     _Opt("ready-timeout", "seconds to wait for the server to become ready (default 180)", "180"),
     _Opt("api", "endpoint the probe uses: chat (default) or completions", "chat"),
@@ -154,53 +165,6 @@ def add_options(parser: pytest.Parser) -> None:
         parser.addini(dest, help=opt.help.replace("%%", "%"), default=None)
 
 
-def parse_cpu_list(text: str, option: str = "--kt-server-cpus", check_available: bool = True) -> list[int]:
-    """Parse the kernel's cpu-list syntax ('0-3,8') into sorted core numbers.
-
-    ``check_available``: the cores must be ones this process may use (not so for the cores of a
-    remote Docker engine's host, which the engine checks itself).
-    """
-    cores: set[int] = set()
-    try:
-        for part in text.replace(" ", "").split(","):
-            if not part:
-                continue
-            if "-" in part:
-                lo, hi = (int(x) for x in part.split("-", 1))
-                if hi < lo:
-                    raise ValueError(part)
-                cores.update(range(lo, hi + 1))
-            else:
-                cores.add(int(part))
-    except ValueError as exc:
-        raise KtInterfError(
-            f"{option}={text!r} is not a core list",
-            "write cores like '1' or '0-3,8'",
-        ) from exc
-    available = sorted(os.sched_getaffinity(0))
-    missing = sorted(cores - set(available)) if check_available else []
-    if not cores or missing:
-        raise KtInterfError(
-            f"{option}={text!r} names cores {missing or 'none'} that this process cannot use "
-            f"(available: {format_cpu_list(available)})",
-            f"choose cores from {format_cpu_list(available)}",
-        )
-    return sorted(cores)
-
-
-def format_cpu_list(cores: list[int]) -> str:
-    """The inverse of :func:`parse_cpu_list`, compacting runs ('0-3,8')."""
-    ordered = sorted(set(cores))
-    runs: list[str] = []
-    start = 0
-    for i, core in enumerate(ordered):
-        if i + 1 == len(ordered) or ordered[i + 1] != core + 1:
-            first = ordered[start]
-            runs.append(str(first) if first == core else f"{first}-{core}")
-            start = i + 1
-    return ",".join(runs)
-
-
 @dataclass(frozen=True)
 class Options:
     """Every setting the plugin uses, resolved and validated."""
@@ -214,6 +178,8 @@ class Options:
     server_cpus: list[int] = field(default_factory=list)
     server_threads: int | None = None
     server_cpu_quota: float | None = None
+    candidate_cmd: str | None = None  # same-session A/B (experiment/candidate.py)
+    candidate_cpu_quota: float | None = None
     parallel: int = 4
     ready_timeout: float = 180.0
     api: str = "chat"
@@ -239,6 +205,11 @@ class Options:
     server_cpus_given: bool = False
     actors_in: str = "auto"
     lock_timeout: float = 3600.0
+
+    @property
+    def candidate(self) -> bool:
+        """Whether a same-session A/B candidate was asked for (``--kt-candidate-*``)."""
+        return self.candidate_cmd is not None or self.candidate_cpu_quota is not None
 
 
 options_key = pytest.StashKey[Options]()  # where plugin.py keeps the resolved options
@@ -341,6 +312,18 @@ def from_config(config: pytest.Config) -> Options:
         if cpus_text
         else [max(os.sched_getaffinity(0))]
     )
+    candidate = raw["candidate-cmd"] is not None or raw["candidate-cpu-quota"] is not None
+    if candidate and backend not in ("embedded", "process"):
+        raise KtInterfError(
+            f"--kt-candidate-* needs a server the plugin starts; --kt-backend={backend} is not one",
+            "use the embedded or process backend (--kt-server-cmd) for same-session A/B",
+        )
+    baseline = _baseline(config, raw)
+    if candidate and (baseline.save or baseline.update):
+        raise KtInterfError(
+            "--kt-candidate-* measures two servers; a baseline session records one",
+            "record the baseline in a session of its own, without --kt-candidate-*",
+        )
     return Options(
         backend=backend,
         url=raw["url"].rstrip("/") if raw["url"] else None,
@@ -351,6 +334,8 @@ def from_config(config: pytest.Config) -> Options:
         server_cpus=cpus,
         server_threads=_int("server-threads", raw["server-threads"]),
         server_cpu_quota=parse_fraction(raw["server-cpu-quota"], backend),
+        candidate_cmd=raw["candidate-cmd"],
+        candidate_cpu_quota=parse_fraction(raw["candidate-cpu-quota"], backend, "--kt-candidate-cpu-quota"),
         parallel=_int("parallel", raw["parallel"]) or 4,
         ready_timeout=float(_int("ready-timeout", raw["ready-timeout"]) or 180),
         api=api,
@@ -359,7 +344,7 @@ def from_config(config: pytest.Config) -> Options:
         max_tokens=_int("max-tokens", raw["max-tokens"], minimum=4) or 64,
         streams=_int("streams", raw["streams"]) or 4,
         trials=_int("trials", raw["trials"], minimum=3) or 6,
-        baseline=_baseline(config, raw),
+        baseline=baseline,
         stress_ng=raw["stress-ng"] or "stress-ng",
         report_json=raw["report-json"] or None,
         memory_reserve_gib=_gib("memory-reserve", raw["memory-reserve"]),

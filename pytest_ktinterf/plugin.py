@@ -24,7 +24,8 @@ from pytest_ktinterf.experiment.collect import EXPERIMENTS_INI, ExperimentFile, 
 from pytest_ktinterf.experiment.interfere import VerdictFailure
 from pytest_ktinterf.measure.compare import partial_comparison
 from pytest_ktinterf.options import options_key
-from pytest_ktinterf.report.baseline_text import baseline_lines, regressed
+from pytest_ktinterf.report.baseline_text import baseline_lines, gate_failed
+from pytest_ktinterf.report.markdown import write_markdown
 from pytest_ktinterf.report.plots import write_plots
 from pytest_ktinterf.report.record import Report, json_safe, merge_records, write_record
 from pytest_ktinterf.report.text import render_lines
@@ -105,13 +106,16 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Experiment
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Interference tests share one xdist group (``--dist loadgroup`` keeps them on one worker).
 
     ``tryfirst``: xdist reads the group marker in its own hook of the same name. Correctness
     does not rest on it (newer pytest ignores xdist's node-id suffix): the machine lock keeps
-    measurements apart and ``experiment/outcomes.py`` measures each condition once.
+    measurements apart and ``experiment/outcomes.py`` measures each condition once. Without
+    xdist (``-p no:xdist``) the marker is unknown and would only warn, so it is not added.
     """
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
     for item in items:
         if _is_interference(item):
             item.add_marker(pytest.mark.xdist_group(XDIST_GROUP))
@@ -236,6 +240,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         plots = write_plots(record, target.parent)
         if plots:
             terminalreporter.write_line(f"plots: {', '.join(str(p) for p in plots)}")
+        markdown = write_markdown(record, target.with_suffix(".md"), plots)
+        terminalreporter.write_line(f"Markdown report: {markdown}")
 
 
 _saved_key = pytest.StashKey[str]()
@@ -245,8 +251,9 @@ def _save_baseline(session: pytest.Session) -> None:
     """``--kt-baseline-save`` / ``-update``: append the session (all workers') to this machine's file.
 
     Not when the session was interrupted (half a session would narrow the spread it records),
-    nor when this same session's gate found a regression (that would teach the baseline the
-    regression; accept one on purpose with ``--kt-baseline-update``).
+    nor when this same session's gate failed it -- regressed, or inconclusive under
+    ``--kt-baseline-strict`` (that would teach the baseline the regression; accept one on
+    purpose with ``--kt-baseline-update``).
     """
     config = session.config
     keeper = config.stash.get(fixtures.gate_key, None)
@@ -257,8 +264,11 @@ def _save_baseline(session: pytest.Session) -> None:
         message = "baseline NOT saved: the session stopped early (interrupted, or -x / --maxfail)"
     elif record is None:
         message = "baseline NOT saved: nothing was measured"
-    elif keeper.settings.save and not keeper.settings.update and regressed(record):
-        message = "baseline NOT saved: the gate found a regression (accept it with --kt-baseline-update)"
+    elif keeper.settings.save and not keeper.settings.update and gate_failed(record):
+        message = (
+            "baseline NOT saved: the gate failed this session (a regression, or inconclusive under "
+            "--kt-baseline-strict); accept it with --kt-baseline-update"
+        )
     else:
         try:
             message = keeper.save(record)

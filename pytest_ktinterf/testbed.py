@@ -22,6 +22,7 @@ from pytest_ktinterf.baseline.session import Gatekeeper
 from pytest_ktinterf.errors import ServerError
 from pytest_ktinterf.judge.verdict import Check
 from pytest_ktinterf.measure.compare import (
+    Arm,
     Comparison,
     Condition,
     Design,
@@ -31,11 +32,12 @@ from pytest_ktinterf.measure.compare import (
 )
 from pytest_ktinterf.measure.probe import Probe
 from pytest_ktinterf.measure.samples import RoundSample
-from pytest_ktinterf.options import Options, format_cpu_list
+from pytest_ktinterf.options import Options
 from pytest_ktinterf.progress import Say
 from pytest_ktinterf.report.record import Report
-from pytest_ktinterf.server import ServerHandle, open_server
+from pytest_ktinterf.server import ServerHandle, candidate_options, open_server
 from pytest_ktinterf.server.identity import identify
+from pytest_ktinterf.system.cpus import format_cpu_list
 from pytest_ktinterf.system.lock import measuring
 
 
@@ -61,6 +63,7 @@ class Testbed:
         self._stack = contextlib.ExitStack()
         self._server: ServerHandle | None = None
         self._probe: Probe | None = None
+        self._candidate: tuple[ServerHandle, Probe] | None = None
 
     @functools.cached_property
     def log_dir(self) -> Path:
@@ -85,19 +88,22 @@ class Testbed:
             self._server = handle
         return self._server
 
+    def _calibrated_probe(self, server: ServerHandle) -> Probe:
+        probe = Probe(
+            server.url,
+            api=self.options.api,
+            model=self.options.model_name or _model_name(server.url),
+            prompt_tokens=self.options.prompt_tokens,
+            max_tokens=self.options.max_tokens,
+        )
+        with measuring(), self._server_evidence():
+            probe.calibrate()
+        return probe
+
     def probe(self) -> Probe:
         """A probe for the session's workload, calibrated to the prompt length in tokens."""
         if self._probe is None:
-            server = self.server()
-            probe = Probe(
-                server.url,
-                api=self.options.api,
-                model=self.options.model_name or _model_name(server.url),
-                prompt_tokens=self.options.prompt_tokens,
-                max_tokens=self.options.max_tokens,
-            )
-            with measuring(), self._server_evidence():
-                probe.calibrate()
+            probe = self._calibrated_probe(self.server())
             self.report.workload = {
                 "api": self.options.api,
                 "model": probe.model,
@@ -106,6 +112,28 @@ class Testbed:
             }
             self._probe = probe
         return self._probe
+
+    def candidate(self) -> Arm:
+        """The same-session A/B candidate (``--kt-candidate-*``), started beside the server on first use.
+
+        Both stay resident, on the same cores, and are measured alternately: an idle server
+        waits on its socket and takes no CPU, so each arm runs alone on the cores it measures on.
+        """
+        if self._candidate is None:
+            self.server()  # the current server first: its cores are the candidate's
+            options = candidate_options(self.options)
+            folder = self.log_dir / "candidate"
+            folder.mkdir(exist_ok=True)
+            handle = self._stack.enter_context(open_server(options, folder, say=self.say))
+            self.report.candidate = {
+                "backend": handle.backend,
+                "description": handle.description,
+                "url": handle.url,
+                "identity": identify(handle),
+            }
+            self._candidate = (handle, self._calibrated_probe(handle))
+        handle, probe = self._candidate
+        return Arm(probe, handle.processes)
 
     @functools.cached_property
     def actors(self) -> ActorContext:
@@ -133,8 +161,12 @@ class Testbed:
         design: Design | None = None,
         expectations: Sequence[Check] = (),
         baseline_streams: int | None = None,
+        candidate: bool = False,
     ) -> Comparison:
-        """Interleaved baseline/condition pairs (see ``measure.compare``), added to the report."""
+        """Interleaved baseline/condition pairs (see ``measure.compare``), added to the report.
+
+        ``candidate``: the condition arm measures the A/B candidate (:meth:`candidate`).
+        """
         if trials is None and design is None:
             trials = self.options.trials
         probe, server = self.probe(), self.server()
@@ -152,6 +184,7 @@ class Testbed:
                     processes=server.processes,
                     progress=self.say,
                     log_tail=server.error_detail,
+                    candidate=self.candidate() if candidate else None,
                 )
         except BaseException as exc:  # Ctrl-C too: nothing measured is lost
             partial = partial_comparison(exc)
@@ -174,4 +207,5 @@ class Testbed:
     def close(self) -> None:
         self._server = None
         self._probe = None
+        self._candidate = None
         self._stack.close()

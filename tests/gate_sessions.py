@@ -20,6 +20,10 @@ from tests.child_sessions import child_process
 
 CACHE = cache_dir()  # resolved now: pytester points HOME elsewhere
 SERVER_CORE = max(os.sched_getaffinity(0))
+# 16 generated tokens, not 64: the spread server below decodes at about 0.5 tok/s while the
+# neighbour's stressor shares a core with one of its 2 threads (they wait for each other at every
+# step), so one 64-token trial took 2 minutes; 16 keep a whole session within its timeout.
+MAX_TOKENS = 16
 
 EXPERIMENT = """
 [experiment]
@@ -76,7 +80,8 @@ def session(
     argv = [
         sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "-v", "-rs",
         f"--kt-server-cmd={server_cmd(spread=spread)}", f"--kt-server-cpus={SERVER_CORE}",
-        f"--kt-baseline-fail={threshold}", "--kt-report-json=report.json", "gate.toml", *args,
+        f"--kt-baseline-fail={threshold}", "--kt-report-json=report.json", f"--kt-max-tokens={MAX_TOKENS}",
+        "gate.toml", *args,
     ]  # fmt: skip
     with child_process(argv, cwd=project, env=env, log_path=log) as child:
         code = child.popen.wait(timeout=900)

@@ -30,12 +30,11 @@ from pytest_ktinterf.baseline.gate import (
     compare_sessions,
     effect_check,
     location_interval,
-    parse_thresholds,
-    threshold_for,
     throughput_check,
 )
 from pytest_ktinterf.baseline.store import BaselineFile
 from pytest_ktinterf.baseline.student_t import t_95, t_975
+from pytest_ktinterf.baseline.thresholds import parse_thresholds, threshold_for
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.judge.expectations import Decision
 from pytest_ktinterf.judge.stats import Interval, paired_ratio_ci, walsh_interval

@@ -6,8 +6,10 @@ session is a child pytest session. The baseline is recorded once for the module 
 
 The threshold is 25% everywhere here: the claims tested are "an unchanged server is not called
 25% slower" and "a server given half its CPU, or one that spreads onto the neighbour's core, is
-called regressed" -- claims about the gate that hold on any machine where the server is
-CPU-bound, not bounds read off a run.
+past the threshold and fails the strict gate, with the verdict the offline comparison gives" --
+claims about the gate that hold on any machine where the server is CPU-bound, not bounds read
+off a run. Whether such a change is *regressed* rather than *inconclusive* depends on the
+machine's session-to-session spread; that decision is tested on numbers in test_baseline_gate.py.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from pytest_ktinterf.baseline.gate import compare_sessions
+from pytest_ktinterf.baseline.store import BaselineFile, session_from_record
+from pytest_ktinterf.report.baseline_text import gate_verdicts
 from tests.gate_sessions import new_project, session, usable
 
 needs_assets = pytest.mark.skipif(
@@ -64,26 +69,50 @@ def test_unchanged_server_is_not_called_regressed(recorded: Path) -> None:
     assert "(3 sessions" in output, output  # the report names the file and its sessions
 
 
+def _fails_the_gate(project: Path, output: str, figure: str, offline: str) -> None:
+    """The figure is past the threshold, fails under --kt-baseline-strict, and is judged as offline.
+
+    Whether it is called *regressed* or *inconclusive* depends on how far apart this machine's
+    3 baseline sessions happened to be (sessions 47.8, 63.9 and 74.4 tok/s were seen here), so
+    the test asserts what holds either way: the change is past the 25% threshold, the strict
+    gate fails it, the terminal prints it, and its word is the one ``compare_sessions`` gives
+    for the same numbers read back from the JSON record and the baseline file. Which word which
+    numbers give is tested in test_baseline_gate.py.
+    """
+    record = json.loads((project / "report.json").read_text())
+    (verdict,) = [v for v in gate_verdicts(record) if v["figure"] == figure]
+    assert verdict["fails"] and "past the 25% threshold" in verdict["reason"], verdict
+    assert verdict["word"] in ("regressed", "inconclusive"), verdict
+    (line,) = [line for line in output.splitlines() if line.startswith(f"  {figure} ")]  # its section
+    assert verdict["word"].upper() in line and "->" in line, output
+    (path,) = (project / "baselines").glob("*.json")
+    results = compare_sessions(BaselineFile.load(path), session_from_record(record), {"*": 0.25})
+    (offline_result,) = [r for r in results if r.figure == offline]
+    assert offline_result.status == verdict["word"], (offline_result, verdict)
+
+
 @needs_assets
-def test_server_capped_to_half_its_cpu_is_regressed_then_to_now(recorded: Path) -> None:
+def test_server_capped_to_half_its_cpu_fails_the_strict_gate_then_to_now(recorded: Path) -> None:
     code, output = session(
-        recorded, recorded / "capped.log", "--kt-baseline-compare", "--kt-server-cpu-quota=0.5"
+        recorded,
+        recorded / "capped.log",
+        "--kt-baseline-compare",
+        "--kt-baseline-strict",
+        "--kt-server-cpu-quota=0.5",
     )
     assert code == 1, output
-    regressed = [line for line in output.splitlines() if "REGRESSED" in line and "uncontended decode" in line]
-    assert regressed and "->" in regressed[0], output  # names the figure, then -> now
+    figure = "uncontended decode at 1 stream"
+    _fails_the_gate(recorded, output, figure, offline=figure)
 
 
 @needs_assets
 def test_server_made_more_sensitive_to_its_neighbour_fails_the_sensitivity_gate(recorded: Path) -> None:
     before = len(_baseline(recorded)["sessions"])
-    code, output = session(
-        recorded, recorded / "spread.log", "--kt-baseline-compare", "--kt-baseline-save", spread=True
-    )
+    args = ("--kt-baseline-compare", "--kt-baseline-save", "--kt-baseline-strict")
+    code, output = session(recorded, recorded / "spread.log", *args, spread=True)
     assert code == 1, output
-    lines = [line for line in output.splitlines() if "REGRESSED" in line and "cpu_spare decode" in line]
-    assert lines and "->" in lines[0], output
-    assert "baseline NOT saved: the gate found a regression" in output, output
+    _fails_the_gate(recorded, output, "cpu_spare decode", offline="gate.toml::cpu_spare decode")
+    assert "baseline NOT saved: the gate failed this session" in output, output
     assert len(_baseline(recorded)["sessions"]) == before
 
 

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_ktinterf.errors import KtInterfError
-from pytest_ktinterf.options import format_cpu_list, parse_cpu_list
+from pytest_ktinterf.system.cpus import format_cpu_list, parse_cpu_list
 
 CORES = sorted(os.sched_getaffinity(0))
 

@@ -10,6 +10,7 @@ import copy
 import json
 import math
 import os
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_ktinterf.measure.samples import RequestSample, RoundSample
-from pytest_ktinterf.report.plots import effects_svg, throughput_svg, write_plots
+from pytest_ktinterf.report.markdown import HARMFUL, OPEN, SAFE, advice_class, advice_lines, write_markdown
+from pytest_ktinterf.report.plots import COLOURS, effects_svg, throughput_svg, write_plots
 from pytest_ktinterf.report.record import Report, median_round, merge_records
-from pytest_ktinterf.report.svg import nice_ticks
-from pytest_ktinterf.report.text import render_lines
+from pytest_ktinterf.report.svg import fit, nice_ticks
+from pytest_ktinterf.report.text import INTERFERENCE_TITLE, render_lines
 
 SVG = "{http://www.w3.org/2000/svg}"
 ROOT = Path(__file__).resolve().parent.parent
@@ -308,7 +310,7 @@ def test_report_cells_show_beside_the_measurement_and_only_claims_are_verdicts()
     assert server[5:] == [
         "prefill yes: agrees / decode yes: agrees",
         "PASS prefill degraded by at least 25%; PASS decode degraded by at least 25%; "
-        "baseline REGRESSED decode within 10% of the baseline's -45%",
+        "gate REGRESSED decode within 10% of the baseline's -45%",
     ]
     assert concurrency[5:] == [
         "prefill better: differs / decode better: undecided / ram no: agrees (+1% [-1%, +3%]) / vram no",
@@ -492,8 +494,12 @@ def test_xdist_controller_prints_the_merged_report(
             "2       | 2      | 256+256 ≈ 512 (sum of streams); true aggregate 512 *",
             "JSON record: *report.json",
             "plots: *throughput.svg",
+            "Markdown report: *report.md",
         ]
     )
+    markdown = (pytester.path / ".ktinterf" / "report.md").read_text()
+    assert "| 2 | 2 | 256+256 ≈ 512 (sum of streams); true aggregate 512 |" in markdown, markdown
+    assert "![throughput](throughput.svg)" in markdown and "[report.json](report.json)" in markdown
     merged = json.loads((pytester.path / ".ktinterf" / "report.json").read_text())
     assert merged["merged_from"] == 2 and sorted(merged["concurrency"]) == ["1", "2"]
     assert not (pytester.path / ".ktinterf" / "effects.svg").exists()
@@ -511,3 +517,92 @@ def test_without_xdist_the_session_prints_its_own_report(
     result.stdout.fnmatch_lines(["*ktinterf report*", "1       | 2      | 256 *", "plots: *throughput.svg"])
     record = json.loads((pytester.path / ".ktinterf" / "report.json").read_text())
     assert "merged_from" not in record and len(record["concurrency"]["1"]) == 2
+
+
+def test_markdown_report_has_the_tables_the_gate_and_the_plots_by_name(tmp_path: Path) -> None:
+    record = new_record()
+    record["candidate"] = {"description": "server command 'new'", "url": "http://127.0.0.1:2", "identity": {}}
+    plots = write_plots(record, tmp_path)
+    text = write_markdown(record, tmp_path / "report.md", plots).read_text()
+    lines = text.splitlines()
+    assert lines[0].startswith("# pytest-ktinterf report")
+    assert any(line.startswith("- candidate: server command 'new' at http://127.0.0.1:2") for line in lines)
+    title = lines.index(f"### {INTERFERENCE_TITLE}")
+    assert lines[title + 1] == "" and lines[title + 2].startswith("| condition | streams | pairs | prefill |")
+    assert lines[title + 3].startswith("|---|---|") and all(
+        line.startswith("| ") and line.endswith(" |")
+        for line in lines[title + 4 : title + 4 + len(record["comparisons"])]
+    )
+    assert "![effects](effects.svg)" in lines and "![throughput](throughput.svg)" in lines
+
+
+@given(st.text(min_size=0, max_size=300), st.floats(50, 2000), st.sampled_from([11, 12, 16]), st.booleans())
+def test_titles_are_cut_to_their_picture_with_an_ellipsis(
+    title: str, width: float, size: int, bold: bool
+) -> None:
+    shown = fit(title, width, size, bold)
+    most = max(4, int(width / (size * (0.66 if bold else 0.6))))
+    if len(title) <= most:
+        assert shown == title
+    else:
+        assert len(shown) == most and shown.endswith("…") and title.startswith(shown[:-1])
+
+
+def test_a_long_server_name_does_not_run_off_the_throughput_plot() -> None:
+    record = old_record()
+    record["server"]["description"] = "embedded llama-server (" + "x" * 200 + ".gguf)"
+    (title,) = re.findall(r'font-weight="bold">([^<]*)</text>', throughput_svg(record))[:1]
+    width = float(re.search(r'<svg[^>]* width="([0-9.]+)"', throughput_svg(record)).group(1))
+    assert title.endswith("…") and 14 + len(title) * 16 * 0.66 <= width
+
+
+def _job(prefill: tuple[float, float, float], decode: tuple[float, float, float]) -> dict[str, Any]:
+    ratios = {
+        m: dict(zip(("point", "lo", "hi"), r, strict=True))
+        for m, r in (("prefill", prefill), ("decode", decode))
+    }
+    return {"ratios": ratios, "trials": [{"arm": "condition", "actor": {"kind": "cpu"}}]}
+
+
+@pytest.mark.parametrize(
+    ("prefill", "decode", "where"),
+    [
+        ((0.5, 0.4, 0.6), (1.0, 0.9, 1.1), HARMFUL),  # one metric's whole interval 10% or more down
+        ((0.95, 0.89, 0.9), (1.0, 0.95, 1.05), HARMFUL),  # exactly at the bound
+        ((0.99, 0.9, 1.1), (1.0, 0.86, 1.14), SAFE),  # both within 15%
+        ((0.99, 0.84, 1.1), (1.0, 0.9, 1.1), OPEN),  # reaches past 15%, not shown down by 10%
+    ],
+)
+def test_colocation_advice_uses_the_vocabulary_bounds(prefill, decode, where) -> None:  # type: ignore[no-untyped-def]
+    assert advice_class(_job(prefill, decode)) == where
+
+
+def test_colocation_advice_lists_jobs_only() -> None:
+    job = {
+        **_job((0.5, 0.4, 0.6), (0.5, 0.4, 0.6)),
+        "id": "cpu_server",
+        "label": "CPU stress",
+        "status": "complete",
+    }
+    streams = {**job, "id": "concurrency", "trials": [{"arm": "condition", "actor": None}]}
+    lines = advice_lines({"comparisons": [job, streams]})
+    assert any(line.startswith("- cpu_server: CPU stress (prefill -50% [-60%, -40%]") for line in lines)
+    assert not any("concurrency" in line for line in lines)
+
+
+def test_effects_plot_shades_what_each_hard_claim_accepts_and_never_reddens_a_report_cell() -> None:
+    record = new_record()
+    first = record["comparisons"][0]
+    first["claimed"] = {"prefill": [0.0, 0.9], "decode": [0.85, 1.15]}
+    first["verdicts"] = [
+        {"metric": "prefill", "kind": "report", "status": "fail", "word": "differs"},
+        {"metric": "decode", "kind": "expect", "status": "pass", "word": "pass"},
+    ]
+    svg = effects_svg(record)
+    shaded = re.findall(r'<rect class="claimed" x="([0-9.]+)" y="[0-9.]+" width="([0-9.]+)"', svg)
+    assert len(shaded) == 2 and all(float(w) > 0 for _, w in shaded)
+    dots: dict[str, str] = {}
+    pattern = r'<circle class="dot" data-metric="(\w+)" cx="[0-9.]+" cy="[0-9.]+" r="4.5" fill="(#\w+)"'
+    for metric, colour in re.findall(pattern, svg):
+        dots.setdefault(metric, colour)  # the first row's
+    assert dots["prefill"] == COLOURS[None] and dots["decode"] == COLOURS["pass"]  # first row's dots

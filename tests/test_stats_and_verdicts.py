@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 
@@ -9,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pytest_ktinterf.experiment.outcomes import Outcome, properties
 from pytest_ktinterf.judge.expectations import Expectation
 from pytest_ktinterf.judge.stats import Interval, median_ratio_ci
 from pytest_ktinterf.judge.verdict import FAIL, INCONCLUSIVE, PASS, decided, expect_degraded, judge
@@ -162,3 +164,22 @@ def test_a_trial_of_several_rounds_is_their_median():
     trial = Trial("baseline", 0, _Round(prefill=100.0), more=[_Round(prefill=50.0), _Round(prefill=90.0)])  # type: ignore[arg-type, list-item]
     assert trial.metric("prefill") == 90.0
     assert Trial("baseline", 0, _Round(prefill=100.0)).metric("prefill") == 100.0  # type: ignore[arg-type]
+
+
+def test_each_metric_item_carries_its_effect_interval_and_verdicts_as_junit_properties():
+    result = _comparison(0.5, 6, [Expectation("prefill", "degraded", 0.25)])
+    result.id = "cpu_server"
+    result.judge()
+    found = properties(result)
+    assert set(found) == {"prefill", "decode"}  # decode measured without a claim: its effect still
+    prefill = dict(found["prefill"])
+    assert prefill["ktinterf_condition"] == "cpu_server" and prefill["ktinterf_pairs"] == "6"
+    assert prefill["ktinterf_effect"] == result.ratio("prefill").as_percent_change()
+    assert (
+        float(prefill["ktinterf_ratio_lo"])
+        <= float(prefill["ktinterf_ratio"])
+        <= float(prefill["ktinterf_ratio_hi"])
+    )
+    assert prefill["ktinterf_expect"] == "pass" and "ktinterf_expect" not in dict(found["decode"])
+    outcome = Outcome.of(result, worker="")
+    assert Outcome.from_json(json.loads(json.dumps(outcome.to_json()))).properties == outcome.properties

@@ -28,10 +28,11 @@ from pytest_ktinterf.actors.memory import RamFiller
 from pytest_ktinterf.actors.overflow import ContainedOverflow, HostOverflow
 from pytest_ktinterf.actors.placement import resolve_placement
 from pytest_ktinterf.errors import KtInterfError
-from pytest_ktinterf.options import Options, format_cpu_list
+from pytest_ktinterf.options import Options
 from pytest_ktinterf.progress import Say
 from pytest_ktinterf.server.base import ServerHandle
 from pytest_ktinterf.system import assets, docker_engine
+from pytest_ktinterf.system.cpus import format_cpu_list
 from pytest_ktinterf.system.engine_host import engine_cores, engine_meminfo
 
 CoreSpec = list[int] | str

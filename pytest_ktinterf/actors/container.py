@@ -36,7 +36,7 @@ from pytest_ktinterf.actors.memory import (
     plan_fill,
 )
 from pytest_ktinterf.errors import KtInterfError
-from pytest_ktinterf.options import format_cpu_list, parse_cpu_list
+from pytest_ktinterf.system.cpus import format_cpu_list, parse_cpu_list
 from pytest_ktinterf.system.engine_host import (
     ActorContainer,
     check_cores,

@@ -29,10 +29,10 @@ from pytest_ktinterf.actors.base import Actor, wait_for
 from pytest_ktinterf.actors.corunner_load import LoopCounts, RequestLoop, is_loopback_url
 from pytest_ktinterf.actors.proc_tree import escaped_cores, tree_cpu_seconds, tree_rss_mib
 from pytest_ktinterf.errors import KtInterfError
-from pytest_ktinterf.options import format_cpu_list
 from pytest_ktinterf.server.base import Say, free_port, wait_ready
 from pytest_ktinterf.server.embedded import llama_server_argv
 from pytest_ktinterf.system.assets import EmbeddedAssets
+from pytest_ktinterf.system.cpus import format_cpu_list
 from pytest_ktinterf.system.processes import Child, spawn, terminate
 
 __all__ = ["KIND", "CoRunner", "LoopCounts"]

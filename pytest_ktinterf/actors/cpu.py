@@ -20,7 +20,7 @@ import psutil
 
 from pytest_ktinterf.actors.base import Actor
 from pytest_ktinterf.errors import KtInterfError
-from pytest_ktinterf.options import format_cpu_list
+from pytest_ktinterf.system.cpus import format_cpu_list
 from pytest_ktinterf.system.processes import Child, spawn, terminate
 
 SAFETY_TIMEOUT_S = 3600  # a leftover that escaped every reaper still ends on its own

@@ -13,11 +13,11 @@ from pytest_ktinterf.baseline.gate import (
     compare_sessions,
     effect_check,
     location_interval,
-    parse_thresholds,
-    threshold_for,
+    same_session_check,
     throughput_check,
 )
 from pytest_ktinterf.baseline.store import DEFAULT_KEEP, BaselineFile, closest, find, session_from_record
+from pytest_ktinterf.baseline.thresholds import parse_thresholds, threshold_for
 
 __all__ = [
     "DEFAULT_KEEP",
@@ -33,6 +33,7 @@ __all__ = [
     "location_interval",
     "make",
     "parse_thresholds",
+    "same_session_check",
     "session_from_record",
     "threshold_for",
     "throughput_check",

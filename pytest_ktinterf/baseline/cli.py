@@ -27,9 +27,9 @@ from pytest_ktinterf.baseline.gate import (
     REGRESSED,
     GateResult,
     compare_sessions,
-    parse_thresholds,
 )
 from pytest_ktinterf.baseline.store import FORMAT, BaselineFile, parse, read_json, session_from_record
+from pytest_ktinterf.baseline.thresholds import parse_thresholds
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.report.record import RECORD_FORMAT
 

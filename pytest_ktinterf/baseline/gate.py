@@ -47,11 +47,10 @@ from typing import Any, ClassVar
 
 from pytest_ktinterf.baseline.store import EFFECT_METRICS, BaselineFile, is_finite, stored_interval
 from pytest_ktinterf.baseline.student_t import Z_975, t_95
-from pytest_ktinterf.errors import KtInterfError
+from pytest_ktinterf.baseline.thresholds import threshold_for
 from pytest_ktinterf.judge.expectations import Decision
 from pytest_ktinterf.judge.stats import Interval, walsh_interval
 
-DEFAULT_THRESHOLD = 0.10
 REGRESSED, INCONCLUSIVE, PASS = "regressed", "inconclusive", "pass"
 NOT_IN_BASELINE, NOT_MEASURED_NOW = "not in the baseline", "not measured now"
 
@@ -99,6 +98,7 @@ class GateCheck:
     strict: bool = False
     kind: str = "gate"
     unit: str = "ratio"
+    versus: str | None = None  # same-session A/B: what the ratio is taken against (see same_session_check)
     statuses: ClassVar[dict[str, str]] = {"pass": PASS, "fail": REGRESSED, "undecided": INCONCLUSIVE}
 
     def format_value(self, value: float) -> str:
@@ -108,6 +108,8 @@ class GateCheck:
     def band_text(self) -> str:
         """``-9%..+1%`` or ``29.8..32.6 tok/s``; ``unknown`` when one session gives no spread."""
         lo, hi = self.band
+        if self.versus is not None:
+            return "no change"
         if lo <= 0 or math.isinf(hi):
             return "unknown"
         suffix = " tok/s" if self.unit == "tok/s" else ""
@@ -119,6 +121,8 @@ class GateCheck:
 
     def describe(self) -> str:
         """``at most 10% below the baseline's -4% (3 sessions, unchanged band -9%..+1%)``."""
+        if self.versus is not None:
+            return f"at most {self.threshold:.0%} below {self.versus} (interleaved pairs, this session)"
         center = self.format_value(self.center) + (" tok/s" if self.unit == "tok/s" else "")
         return (
             f"at most {self.threshold:.0%} below the baseline's {center} "
@@ -126,6 +130,8 @@ class GateCheck:
         )
 
     def _numbers(self, interval: Interval) -> str:
+        if self.versus is not None:
+            return f"{_pct(interval.point)} [{_pct(interval.lo)}, {_pct(interval.hi)}] against {self.versus}"
         sessions = ", ".join(self.format_value(v) for v in self.sessions)
         change = _pct(interval.point / self.center)
         if self.unit == "tok/s":
@@ -146,25 +152,30 @@ class GateCheck:
         beyond_spread = _log(interval.hi) < band_lo
         lower, higher = ("slower", "faster") if self.unit == "tok/s" else ("lower", "higher")
         size, threshold = f"{abs(math.expm1(change)):.0%}", f"{self.threshold:.0%}"
-        band = f"unchanged band {self.band_text()}"
+        band = "no change" if self.versus is not None else f"unchanged band {self.band_text()}"
+        noise, spread = (
+            ("the pairs' noise", "the pairs' noise")
+            if self.versus is not None
+            else ("what the sessions vary by", "the sessions' spread")
+        )
         if beyond_threshold and beyond_spread:
             decision = Decision.FAIL
             why = f"{lower} by {size}: past the {threshold} threshold and below the {band}"
         elif beyond_threshold:
             decision = Decision.UNDECIDED
             why = (
-                f"{lower} by {size}, past the {threshold} threshold but within what the "
-                f"sessions vary by ({band}): more pairs or baseline sessions can decide it"
+                f"{lower} by {size}, past the {threshold} threshold but within {noise} ({band}): "
+                f"more pairs{'' if self.versus else ' or baseline sessions'} can decide it"
             )
         else:
             decision = Decision.PASS
             if beyond_spread:
-                why = f"{lower} by {size}, beyond the sessions' spread, within the {threshold} threshold"
-            elif _log(interval.lo) > band_hi:
+                why = f"{lower} by {size}, beyond {spread}, within the {threshold} threshold"
+            elif _log(interval.lo) > (0.0 if self.versus else band_hi):
                 why = f"improved: {higher} by {size}, the whole interval above the {band}"
             else:
                 why = f"change {_pct(math.exp(change))}, within the {threshold} threshold"
-        if len(self.sessions) == 1:
+        if len(self.sessions) == 1 and self.versus is None:
             why += "; 1 session: between-session spread unknown"
         return decision, f"{self._numbers(interval)}; {why}"
 
@@ -219,6 +230,30 @@ def _from_intervals(
     )
 
 
+def same_session_check(
+    figure: str, metric: str, threshold: float, versus: str, strict: bool = False
+) -> GateCheck:
+    """The gate for a ratio measured against ``versus`` in the same session (candidate/current).
+
+    Interleaved pairs in one session share the machine's drift, so there is no between-session
+    spread to allow for: the band is "no change" itself. Regressed when the change is past the
+    threshold and the whole interval lies below no change; past the threshold with an interval
+    that reaches no change is inconclusive (more pairs can decide it).
+    """
+    if not 0 <= threshold < 1:
+        raise ValueError(f"threshold={threshold}: a fraction in [0, 1)")
+    return GateCheck(
+        metric=metric,
+        figure=figure,
+        threshold=threshold,
+        sessions=(),
+        band=(1.0, math.inf),
+        center=1.0,
+        strict=strict,
+        versus=versus,
+    )
+
+
 def effect_check(
     figure: str, metric: str, stored: list[dict[str, Any]], threshold: float, strict: bool = False
 ) -> GateCheck:
@@ -237,54 +272,6 @@ def throughput_check(
         if any(is_finite(v) and v > 0 for v in values)
     ]
     return _from_intervals(figure, metric, found, threshold, strict, "tok/s")
-
-
-def parse_thresholds(text: str | None, option: str = "--kt-baseline-fail") -> dict[str, float]:
-    """``"10%"``, ``"decode:10%,prefill:15%"`` or ``"decode:0.1"`` as ``{metric: fraction}``.
-
-    The key ``"*"`` is the default for metrics not named; it is 10% when not given.
-    """
-    found: dict[str, float] = {}
-    fix = "give METRIC:PERCENT, e.g. decode:10%, or one PERCENT for all metrics, e.g. 10%"
-    for part in (text or "").split(","):
-        if not part.strip():
-            if (text or "").strip():
-                raise KtInterfError(f"{option}: empty entry in {text!r}", fix)
-            continue
-        metric, _, value = part.rpartition(":")
-        metric = metric.strip() or "*"
-        if metric != "*" and metric not in EFFECT_METRICS:
-            raise KtInterfError(
-                f"{option}: unknown metric {metric!r} in {part.strip()!r} "
-                f"(known: {', '.join(EFFECT_METRICS)})",
-                fix,
-            )
-        if metric in found:
-            raise KtInterfError(f"{option}: {metric!r} given twice in {text!r}", fix)
-        fraction = _fraction(value)
-        if fraction is None:
-            raise KtInterfError(
-                f"{option}: {part.strip()!r} is not a percent (10%) or a fraction below 1 (0.1)", fix
-            )
-        found[metric] = fraction
-    found.setdefault("*", DEFAULT_THRESHOLD)
-    return found
-
-
-def _fraction(text: str) -> float | None:
-    text = text.strip()
-    percent = text.endswith("%")
-    try:
-        value = float(text[:-1] if percent else text)
-    except ValueError:
-        return None
-    value = value / 100 if percent else value
-    return value if math.isfinite(value) and 0 <= value < 1 else None
-
-
-def threshold_for(thresholds: dict[str, float], metric: str) -> float:
-    """The metric's own threshold, else the default (``"*"``), else 10%."""
-    return thresholds.get(metric, thresholds.get("*", DEFAULT_THRESHOLD))
 
 
 @dataclass(frozen=True)

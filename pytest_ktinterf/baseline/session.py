@@ -17,8 +17,9 @@ from typing import Any
 
 from pytest_ktinterf.baseline import fingerprint as fingerprints
 from pytest_ktinterf.baseline.fingerprint import Fingerprint
-from pytest_ktinterf.baseline.gate import GateCheck, effect_check, threshold_for, throughput_check
+from pytest_ktinterf.baseline.gate import GateCheck, effect_check, throughput_check
 from pytest_ktinterf.baseline.store import BaselineFile, closest, find, session_from_record
+from pytest_ktinterf.baseline.thresholds import threshold_for
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.options import BaselineSettings, Options
 from pytest_ktinterf.server.identity import describe

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from pytest_ktinterf.experiment import outcomes, uncontended
+from pytest_ktinterf.experiment import candidate, outcomes, uncontended
 from pytest_ktinterf.experiment.interfere import run
 from pytest_ktinterf.experiment.outcomes import Outcome
 from pytest_ktinterf.experiment.schema import (
@@ -95,6 +95,13 @@ class ExperimentFile(pytest.File):
                     name=f"{UNCONTENDED}[{metric}]",
                     callobj=_item_function(self, UNCONTENDED, metric, _uncontended_runner(self)),
                 )
+        if self.config.stash[options_key].candidate:  # same-session A/B against a candidate server
+            for metric in candidate.METRICS:
+                yield ConditionItem.from_parent(
+                    self,
+                    name=f"{candidate.CANDIDATE}[{metric}]",
+                    callobj=_item_function(self, candidate.CANDIDATE, metric, _candidate_runner(self)),
+                )
 
 
 class ConditionItem(pytest.Function):
@@ -142,12 +149,24 @@ def _uncontended_runner(node: ExperimentFile) -> Runner:
     return measure
 
 
+def _candidate_runner(node: ExperimentFile) -> Runner:
+    def measure(testbed: Testbed) -> Comparison:
+        return candidate.run(
+            testbed,
+            node.experiment,
+            _selected_metrics(node, candidate.CANDIDATE) or set(candidate.METRICS),
+            str(node.path.relative_to(node.config.rootpath)),
+        )
+
+    return measure
+
+
 def _item_function(node: ExperimentFile, name: str, metric: str, measure: Runner) -> Any:
     """The item of one metric: the first of its siblings to run measures, the others read the outcome."""
     # Unique in the test run (two files may share a stem), readable in the run folder.
     key = f"{node.path.stem}-{name}-{hashlib.sha1(node.nodeid.encode()).hexdigest()[:8]}"
 
-    def experiment_condition(kt_testbed: Testbed) -> None:
+    def experiment_condition(kt_testbed: Testbed, request: pytest.FixtureRequest) -> None:
         if name in node.errors:  # this process measured and failed: the same error again
             raise node.errors[name]
         shared = outcomes.run_dir(node.config)
@@ -163,6 +182,10 @@ def _item_function(node: ExperimentFile, name: str, metric: str, measure: Runner
             outcomes.write(shared, key, outcome)
             if isinstance(result, BaseException):
                 raise result
+        # --junitxml writes these as the testcase's <property>s, which CI systems show beside the
+        # test. Added as record_property would, without its warning: pytest's default xunit2 schema
+        # lists no testcase properties, but pytest writes them and Jenkins and GitLab read them.
+        request.node.user_properties.extend(outcome.properties.get(metric, []))
         print(outcome.judge(name, metric))
 
     experiment_condition.pytestmark = [pytest.mark.interference]  # type: ignore[attr-defined]

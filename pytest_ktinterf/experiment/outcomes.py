@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,8 @@ class Outcome:
     verdicts: dict[str, list[tuple[bool, str]]]  # metric -> (fails the test, verdict line) per check
     message: str = ""
     worker: str = ""
+    # metric -> JUnit properties (name, value) of its item: the effect, its interval, the verdicts
+    properties: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -47,7 +49,7 @@ class Outcome:
             verdicts: dict[str, list[tuple[bool, str]]] = {}
             for v in result.verdicts:
                 verdicts.setdefault(v.metric, []).append((v.fails, v.line()))
-            return cls("measured", verdicts, worker=worker)
+            return cls("measured", verdicts, worker=worker, properties=properties(result))
         if isinstance(result, pytest.skip.Exception):
             return cls("skipped", {}, str(result.msg), worker)
         line = result.line() if isinstance(result, KtInterfError) else f"{type(result).__name__}: {result}"
@@ -59,12 +61,15 @@ class Outcome:
             "verdicts": self.verdicts,
             "message": self.message,
             "worker": self.worker,
+            "properties": self.properties,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Outcome:
         verdicts = {m: [(bool(f), str(line)) for f, line in found] for m, found in data["verdicts"].items()}
-        return cls(str(data["status"]), verdicts, str(data["message"]), str(data["worker"]))
+        found = data.get("properties") or {}
+        properties = {m: [(str(k), str(v)) for k, v in pairs] for m, pairs in found.items()}
+        return cls(str(data["status"]), verdicts, str(data["message"]), str(data["worker"]), properties)
 
     def judge(self, condition: str, metric: str) -> str:
         """The verdict lines for ``metric``, or raise the skip, failure or error this item reports.
@@ -86,6 +91,30 @@ class Outcome:
         if failing:
             raise VerdictFailure("\n".join(failing))
         return "\n".join(line for _, line in found)
+
+
+def properties(comparison: Comparison) -> dict[str, list[tuple[str, str]]]:
+    """Per metric, what a CI system shows beside the item (``--junitxml``'s ``<property>``s).
+
+    The effect as people read it and as numbers, the pairs, and each verdict's word by kind
+    (``expect``, ``report``, ``gate``), so a dashboard can chart the figure without the JSON record.
+    """
+    found: dict[str, list[tuple[str, str]]] = {}
+    for metric in sorted({v.metric for v in comparison.verdicts} | {"prefill", "decode"}):
+        if comparison.pairs < 2 or not comparison.measured(metric):
+            continue
+        ratio = comparison.ratio(metric)
+        pairs = [
+            ("ktinterf_condition", comparison.id or comparison.label),
+            ("ktinterf_effect", ratio.as_percent_change()),
+            ("ktinterf_ratio", f"{ratio.point:.4f}"),
+            ("ktinterf_ratio_lo", f"{ratio.lo:.4f}"),
+            ("ktinterf_ratio_hi", f"{ratio.hi:.4f}"),
+            ("ktinterf_pairs", str(comparison.pairs)),
+        ]
+        pairs += [(f"ktinterf_{v.kind}", v.word) for v in comparison.verdicts if v.metric == metric]
+        found[metric] = pairs
+    return found
 
 
 def runs_dir() -> Path:

@@ -74,7 +74,7 @@ class Verdict:
 
     def line(self) -> str:
         if self.kind == "gate":  # its interval may be tok/s, not a ratio: the reason has the numbers
-            return f"BASELINE {self.word.upper()} {self.metric}: {self.expectation} -- {self.reason}"
+            return f"GATE {self.word.upper()} {self.metric}: {self.expectation} -- {self.reason}"
         prefix = "REPORT SAYS " if self.kind == "report" else ""
         return (
             f"{prefix}{self.word.upper()} {self.metric}: {self.expectation}; measured ratio "

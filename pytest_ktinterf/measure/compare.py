@@ -199,6 +199,12 @@ class Comparison:
             **aborted,
             "reference": self.reference,
             "expected": {e.metric: e.describe() for e in self.expectations if e.kind == "expect"},
+            # the ratios each hard claim accepts [lo, hi] (hi None: no upper end), for the plots
+            "claimed": {
+                e.metric: [r[0], r[1] if math.isfinite(r[1]) else None]
+                for e in self.expectations
+                if e.kind == "expect" and (r := getattr(e, "region", None)) is not None
+            },
             "ratios": {
                 m: {"point": r.point, "lo": r.lo, "hi": r.hi, "confidence": r.confidence}
                 for m in metrics
@@ -274,19 +280,22 @@ def _rounds(probe: Probe, streams: int, processes: ProcessSource, rounds: int) -
     return [measure_monitored(probe, streams, processes) for _ in range(rounds)]
 
 
+@dataclass(frozen=True)
+class Arm:
+    """The server an arm measures: its probe and its processes (for the resource monitor)."""
+
+    probe: Probe
+    processes: ProcessSource = lambda: []
+
+
 def _pair(
-    result: Comparison,
-    probe: Probe,
-    condition: Condition,
-    index: int,
-    processes: ProcessSource,
-    rounds: int = 1,
+    result: Comparison, baseline: Arm, condition: Condition, other: Arm, index: int, rounds: int
 ) -> None:
     baseline_streams = result.baseline_streams or result.streams
-    first, *more = _rounds(probe, baseline_streams, processes, rounds)
+    first, *more = _rounds(baseline.probe, baseline_streams, baseline.processes, rounds)
     result.trials.append(Trial("baseline", index, first, more=more))
     with condition() as actor:
-        samples = _rounds(probe, result.streams, processes, rounds)
+        samples = _rounds(other.probe, result.streams, other.processes, rounds)
         if actor is not None:
             actor.check()
             if not actor.window.covers(samples[0].t_start, samples[-1].t_end):
@@ -312,12 +321,15 @@ def compare(
     processes: ProcessSource = lambda: [],
     progress: Callable[[str], None] | None = None,
     log_tail: Callable[[], str] | None = None,
+    candidate: Arm | None = None,
 ) -> Comparison:
     """Interleaved baseline/condition pairs after one warm-up round, judged sequentially.
 
     ``trials`` runs exactly that many pairs (no expectations judged here); a ``design`` runs
     pairs until every expectation is decided or ``max_pairs`` is reached, then judges them.
     ``baseline_streams`` lets the baseline arm run at another concurrency (1 vs N streams).
+    ``candidate``: the condition arm measures another server (same-session A/B,
+    ``experiment/candidate.py``); by default both arms measure ``probe``'s server.
 
     An error part-way re-raises as it came, carrying the comparison marked aborted with its
     finished pairs (:func:`partial_comparison`); ``log_tail`` (the server's, e.g.
@@ -327,7 +339,8 @@ def compare(
         label=label, streams=streams, baseline_streams=baseline_streams, expectations=list(expectations)
     )
     try:
-        _run(result, probe, condition, trials, design, processes, progress)
+        current = Arm(probe, processes)
+        _run(result, current, condition, candidate or current, trials, design, progress)
     except (Exception, KeyboardInterrupt) as exc:
         _carry(exc, result, log_tail)
         raise
@@ -336,20 +349,21 @@ def compare(
 
 def _run(
     result: Comparison,
-    probe: Probe,
+    baseline: Arm,
     condition: Condition,
+    other: Arm,
     trials: int | None,
     design: Design | None,
-    processes: ProcessSource,
     progress: Callable[[str], None] | None,
 ) -> None:
     label, streams = result.label, result.streams
     chosen = design or Design()
     looks = [trials] if trials is not None else chosen.looks()
-    probe.measure(streams)  # warm-up: first requests after start pay one-off costs
+    for arm in {id(baseline): baseline, id(other): other}.values():
+        arm.probe.measure(streams)  # warm-up: first requests after start pay one-off costs
     for look, target in enumerate(looks):
         for index in range(result.pairs, target):
-            _pair(result, probe, condition, index, processes, chosen.rounds)
+            _pair(result, baseline, condition, other, index, chosen.rounds)
             if progress is not None:
                 b, c = result.trials[-2], result.trials[-1]
                 progress(

@@ -24,9 +24,9 @@ def gate_verdicts(record: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-def regressed(record: dict[str, Any]) -> bool:
-    """Whether any gate verdict of the record says regressed."""
-    return any(v.get("status") == "fail" for v in gate_verdicts(record))
+def gate_failed(record: dict[str, Any]) -> bool:
+    """Whether any gate verdict of the record failed: regressed, or inconclusive when strict."""
+    return any(v.get("status") == "fail" or v.get("fails") for v in gate_verdicts(record))
 
 
 def _identity(record: dict[str, Any]) -> str:

@@ -30,8 +30,9 @@ from pytest_ktinterf.report.record import (
     truncate,
     verdict_status,
 )
-from pytest_ktinterf.report.svg import document, escape, nice_ticks, number, text
+from pytest_ktinterf.report.svg import document, escape, fit, nice_ticks, number, text
 
+CLAIMED = 'fill="#2a9d4b" fill-opacity="0.14"'  # the shading of what a hard claim accepts
 COLOURS = {
     "pass": "#2a9d4b",
     "fail": "#d1495b",
@@ -76,10 +77,18 @@ def _aborted(comparison: dict[str, Any]) -> bool:
 
 def _metric_status(comparison: dict[str, Any], metric: str) -> str | None:
     """The worst verdict on ``metric`` (fail > inconclusive > pass), None without one;
-    ``aborted`` for a comparison stopped part-way (its finished pairs were not judged)."""
+    ``aborted`` for a comparison stopped part-way (its finished pairs were not judged).
+
+    Only claims and gates colour a dot: the report's cells (kind ``report``) describe another
+    machine and never fail, so a "differs" must not look like a failure here.
+    """
     if _aborted(comparison):
         return "aborted"
-    found = {verdict_status(v) for v in comparison.get("verdicts") or [] if v.get("metric") == metric}
+    found = {
+        verdict_status(v)
+        for v in comparison.get("verdicts") or []
+        if v.get("metric") == metric and v.get("kind", "expect") != "report"
+    }
     return next((s for s in ("fail", "inconclusive", "pass") if s in found), None)
 
 
@@ -117,8 +126,8 @@ def effects_svg(record: dict[str, Any]) -> str:
     height = top + max(1, len(comparisons)) * row_h + bottom
     title = f"Interference effects: {_server_name(record)}"
     body = [
-        text(14, 24, title, 16, extra=' font-weight="bold"'),
-        text(14, 44, _subtitle(record), 11, extra=' fill="#555"'),
+        text(14, 24, fit(title, width - 28, 16, bold=True), 16, extra=' font-weight="bold"'),
+        text(14, 44, fit(_subtitle(record), width - 28, 11), 11, extra=' fill="#555"'),
     ]
     values = [0.0] + [
         100 * (r[k] - 1)
@@ -171,6 +180,19 @@ def effects_svg(record: dict[str, Any]) -> str:
             f'<line class="no-change" x1="{x(0):.1f}" y1="{plot_top:.1f}" x2="{x(0):.1f}" '
             f'y2="{plot_bottom:.1f}" stroke="#333" stroke-dasharray="4 3"/>'
         )
+        for i, cmp in enumerate(comparisons):  # each hard claim's accepted region, shaded first
+            region = (cmp.get("claimed") or {}).get(metric)
+            if not region:
+                continue
+            lo_pct = max(lo, 100 * (float(region[0]) - 1))
+            hi_pct = min(hi, 100 * (float(region[1]) - 1)) if is_finite(region[1]) else hi
+            if hi_pct > lo_pct:
+                claim = escape((cmp.get("expected") or {}).get(metric, ""))
+                body.append(
+                    f'<rect class="claimed" x="{x(lo_pct):.1f}" y="{top + i * row_h + 3:.1f}" '
+                    f'width="{x(hi_pct) - x(lo_pct):.1f}" height="{row_h - 6:.0f}" {CLAIMED}>'
+                    f"<title>{claim}</title></rect>"
+                )
         for i, cmp in enumerate(comparisons):
             ratio = _ratio(cmp, metric)
             if ratio is None:
@@ -222,6 +244,8 @@ def effects_svg(record: dict[str, Any]) -> str:
         body.append(f'<circle cx="{lx:.1f}" cy="{axis_y + 18:.1f}" r="4.5" fill="{COLOURS[status]}"/>')
         body.append(text(lx + 9, axis_y + 22, STATUS_WORDS[status], 11))
         lx += 110
+    body.append(f'<rect x="{lx:.1f}" y="{axis_y + 12:.1f}" width="18" height="12" {CLAIMED}/>')
+    body.append(text(lx + 24, axis_y + 22, "what a hard claim accepts", 11))
     return document(width, height, body, title)
 
 
@@ -248,8 +272,8 @@ def throughput_svg(record: dict[str, Any]) -> str:
     height = top + panel_h + bottom
     title = f"Throughput: {_server_name(record)}"
     body = [
-        text(14, 24, title, 16, extra=' font-weight="bold"'),
-        text(14, 44, _subtitle(record), 11, extra=' fill="#555"'),
+        text(14, 24, fit(title, width - 28, 16, bold=True), 16, extra=' font-weight="bold"'),
+        text(14, 44, fit(_subtitle(record), width - 28, 11), 11, extra=' fill="#555"'),
     ]
     base = top + panel_h
     colours = {"prefill": "#3d5a80", "decode": "#98c1d9"}

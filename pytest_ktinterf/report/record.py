@@ -186,6 +186,7 @@ class Report:
     # the designed measurement the baseline gate compares a server's own speed on.
     uncontended: dict[int, list[dict[str, float]]] = field(default_factory=dict)
     baseline: dict[str, Any] = field(default_factory=dict)  # which file, the gate's verdicts
+    candidate: dict[str, Any] = field(default_factory=dict)  # the same-session A/B candidate server
 
     def add_round(self, sample: RoundSample) -> None:
         self.rounds.setdefault(sample.streams, []).append(sample)
@@ -211,4 +212,5 @@ class Report:
             "comparisons": [c.to_record() for c in self.comparisons],
             "uncontended": {str(s): list(trials) for s, trials in sorted(self.uncontended.items())},
             "baseline": self.baseline,
+            **({"candidate": self.candidate} if self.candidate else {}),
         }

@@ -35,6 +35,14 @@ def nice_ticks(lo: float, hi: float, target: int = 6) -> list[float]:
     return [round(start + i * step, 10) for i in range(round((end - start) / step) + 1)]
 
 
+def fit(text: str, width: float, size: int, bold: bool = False) -> str:
+    """``text`` cut with an ellipsis to fit ``width`` px at ``size`` px (no font metrics: a
+    conservative average glyph width), so a long server name never runs off the picture."""
+    glyph = size * (0.66 if bold else 0.6)
+    most = max(4, int(width / glyph))
+    return text if len(text) <= most else text[: most - 1] + "…"
+
+
 def number(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 or value == int(value) else f"{value:.3g}"
 

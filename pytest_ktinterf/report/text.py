@@ -6,7 +6,8 @@ what was recorded, and a record written yesterday or merged from xdist workers r
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from pytest_ktinterf.report.record import (
@@ -20,6 +21,7 @@ from pytest_ktinterf.report.record import (
     truncate,
     verdict_status,
 )
+from pytest_ktinterf.server.identity import describe
 
 # The seed report's matrix in its own words, as the interference table shows them.
 REFERENCE_WORDS = {
@@ -43,6 +45,28 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [line(header), "-+-".join("-" * w for w in widths), *(line(r) for r in rows)]
 
 
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A GitHub-flavoured table between blank lines: a table must not touch the paragraph above,
+    and a line right below it would be read as one more row."""
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    return ["", line(header), "|" + "|".join("---" for _ in header) + "|", *(line(r) for r in rows), ""]
+
+
+@dataclass(frozen=True)
+class Style:
+    """How a section's title and table are written: aligned text for the terminal, or Markdown."""
+
+    table: Callable[[list[str], list[str]], list[str]] = _table
+    title: Callable[[str], str] = str
+
+
+TEXT = Style()
+MARKDOWN = Style(table=markdown_table, title=lambda text: f"### {text}")
+
+
 def summation(per_stream: list[float], aggregate: float) -> str:
     """The report's form, e.g. ``30+17+27+17 ≈ 91 (sum of streams); true aggregate 25``.
 
@@ -63,7 +87,8 @@ def streams_cell(comparison: dict[str, Any]) -> str:
     return f"{streams}" if baseline in (None, streams) else f"{streams} vs {baseline}"
 
 
-def _header_lines(record: dict[str, Any]) -> list[str]:
+def header_lines(record: dict[str, Any]) -> list[str]:
+    """The server, the candidate (A/B) and the workload, one line each."""
     out: list[str] = []
     server = record.get("server") or {}
     if server:
@@ -72,6 +97,12 @@ def _header_lines(record: dict[str, Any]) -> list[str]:
             f"; cores {server.get('cpus') or 'unknown'}"
             + (f"; {server['threads']} threads" if server.get("threads") else "")
             + (f"; {server['parallel']} slots" if server.get("parallel") else "")
+        )
+    candidate = record.get("candidate") or {}
+    if candidate:  # same-session A/B (experiment/candidate.py): its identity, beside the server's
+        out.append(
+            f"candidate: {candidate.get('description')} at {candidate.get('url')}"
+            f"; {describe(candidate.get('identity') or {})}"
         )
     w = record.get("workload") or {}
     if w:
@@ -82,7 +113,7 @@ def _header_lines(record: dict[str, Any]) -> list[str]:
     return out
 
 
-def _throughput_lines(levels: list[tuple[int, list[dict[str, Any]]]]) -> list[str]:
+def _throughput_lines(levels: list[tuple[int, list[dict[str, Any]]]], style: Style = TEXT) -> list[str]:
     rows = []
     for streams, rounds in levels:
         middle = median_round(rounds)
@@ -98,12 +129,12 @@ def _throughput_lines(levels: list[tuple[int, list[dict[str, Any]]]]) -> list[st
         )
     return [
         "",
-        "Throughput (tokens/s; median round of each concurrency)",
-        *_table(["streams", "rounds", "prefill", "decode"], rows),
+        style.title("Throughput (tokens/s; median round of each concurrency)"),
+        *style.table(["streams", "rounds", "prefill", "decode"], rows),
     ]
 
 
-def _memory_lines(levels: list[tuple[int, list[dict[str, Any]]]]) -> list[str]:
+def _memory_lines(levels: list[tuple[int, list[dict[str, Any]]]], style: Style = TEXT) -> list[str]:
     rows = []
     for streams, rounds in levels:
         res = [r["resources"] for r in rounds if r.get("resources")]
@@ -126,8 +157,8 @@ def _memory_lines(levels: list[tuple[int, list[dict[str, Any]]]]) -> list[str]:
         )
     return [
         "",
-        "Memory while measuring (peak)",
-        *_table(["streams", "host RAM used", "server RSS", "swap used", "VRAM"], rows),
+        style.title("Memory while measuring (peak)"),
+        *style.table(["streams", "host RAM used", "server RSS", "swap used", "VRAM"], rows),
     ]
 
 
@@ -171,7 +202,8 @@ def report_says(comparison: dict[str, Any]) -> str:
 
 def _verdict_cell(comparison: dict[str, Any]) -> str:
     """The claims' verdicts as ``STATUS metric expectation`` (the report's cells have their own
-    column) and the baseline gate's as ``baseline REGRESSED ...``; off-table ratios ride along."""
+    column) and the gates' (baseline, or same-session A/B) as ``gate REGRESSED ...``; off-table
+    ratios ride along."""
     status = comparison_status(comparison)
     if status != "complete":
         return f"{status.upper()} after {_count(condition_pairs(comparison), 'pair')}, not judged"
@@ -182,7 +214,7 @@ def _verdict_cell(comparison: dict[str, Any]) -> str:
         if _kind(v) == "report":
             continue
         metric = str(v.get("metric", "?"))
-        prefix = "baseline " if _kind(v) == "gate" else ""
+        prefix = "gate " if _kind(v) == "gate" else ""
         text = f"{prefix}{_word(v).upper()} {metric} {v.get('expectation', '')}".rstrip()
         parts.append(text + _off_table(metric, ratios))
     if parts:
@@ -195,6 +227,9 @@ def _verdict_cell(comparison: dict[str, Any]) -> str:
 
 
 TAIL_SHOWN = 5
+INTERFERENCE_TITLE = (
+    "Interference (condition / baseline: Hodges-Lehmann change over interleaved pairs, [exact 95% CI])"
+)
 REPORT_LEGEND = [
     "report says: the report's matrix cell, then whether this machine's 95% interval agrees, differs",
     "or is undecided, judged with the same bounds; never a failure here (the report measured another",
@@ -227,7 +262,7 @@ def _abort_notes(comparison: dict[str, Any], name: str) -> list[str]:
     return out
 
 
-def _interference_lines(comparisons: list[dict[str, Any]]) -> list[str]:
+def _interference_lines(comparisons: list[dict[str, Any]], style: Style = TEXT) -> list[str]:
     with_reference = any(c.get("reference") for c in comparisons)
     header = ["condition", "streams", "pairs", *TABLE_METRICS]
     header += ["report says"] if with_reference else []
@@ -247,8 +282,8 @@ def _interference_lines(comparisons: list[dict[str, Any]]) -> list[str]:
             experiments.append(cmp["experiment"])
     out = [
         "",
-        "Interference (condition / baseline: Hodges-Lehmann change over interleaved pairs, [exact 95% CI])",
-        *_table(header, rows),
+        style.title(INTERFERENCE_TITLE),
+        *style.table(header, rows),
     ]
     if experiments:
         out.append(f"conditions from: {', '.join(str(e) for e in experiments)}")
@@ -258,19 +293,19 @@ def _interference_lines(comparisons: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def render_lines(record: dict[str, Any]) -> list[str]:
+def render_lines(record: dict[str, Any], style: Style = TEXT) -> list[str]:
     """The report's text (server, throughput, memory and interference tables) from a record.
 
     Pure: the record (``Report.to_record()``, a JSON file read back, or ``merge_records``) is
     all it reads. Optional keys that older records lack (reference, expected, id, status, ...)
     only add columns and notes when present.
     """
-    out = _header_lines(record)
+    out = header_lines(record)
     levels = concurrency_rounds(record)
     if levels:
-        out += _throughput_lines(levels)
-        out += _memory_lines(levels)
+        out += _throughput_lines(levels, style)
+        out += _memory_lines(levels, style)
     comparisons = record.get("comparisons") or []
     if comparisons:
-        out += _interference_lines(comparisons)
+        out += _interference_lines(comparisons, style)
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shlex
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,26 @@ from pytest_ktinterf.server.external import external_server
 from pytest_ktinterf.server.process import process_server
 from pytest_ktinterf.system import assets
 
-__all__ = ["ServerHandle", "open_server"]
+__all__ = ["ServerHandle", "candidate_options", "open_server"]
+
+
+def candidate_options(options: Options) -> Options:
+    """The options that start the same-session A/B candidate: the current server's, unless given.
+
+    ``--kt-candidate-cmd`` makes it a process-backend server of that command; otherwise it is
+    the current server started again. Either way it is pinned to the same cores (the arms take
+    turns on them) and capped by ``--kt-candidate-cpu-quota`` alone (not the current's cap).
+    """
+    if options.candidate_cmd is not None:
+        return dataclasses.replace(
+            options,
+            backend="process",
+            server_cmd=options.candidate_cmd,
+            server_port=None,
+            preset=None,
+            server_cpu_quota=options.candidate_cpu_quota,
+        )
+    return dataclasses.replace(options, server_cpu_quota=options.candidate_cpu_quota)
 
 
 @contextlib.contextmanager

@@ -27,13 +27,13 @@ from typing import Any
 import psutil
 
 from pytest_ktinterf.errors import KtInterfError
-from pytest_ktinterf.options import format_cpu_list, parse_cpu_list
 from pytest_ktinterf.server.base import Say, ServerHandle, free_port, wait_ready
 from pytest_ktinterf.server.embedded import llama_server_argv
 from pytest_ktinterf.system import docker_engine
 from pytest_ktinterf.system.assets import EmbeddedAssets
 from pytest_ktinterf.system.cgroups import drop_file_cache
 from pytest_ktinterf.system.cpu_quota import PERIOD_US, quota_us
+from pytest_ktinterf.system.cpus import format_cpu_list, parse_cpu_list
 from pytest_ktinterf.system.docker_engine import engine_is_local, labels
 from pytest_ktinterf.system.image import LLAMA_SERVER_IN_IMAGE, MODELS_IN_IMAGE, default_tag
 

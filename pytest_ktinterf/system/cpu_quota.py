@@ -32,7 +32,7 @@ MIN_QUOTA_US = 1_000  # the kernel refuses a smaller quota per period
 OPTION = "--kt-server-cpu-quota"
 
 
-def parse_fraction(value: str | None, backend: str) -> float | None:
+def parse_fraction(value: str | None, backend: str, option: str = OPTION) -> float | None:
     """The option's value checked at start-up: a fraction in (0, 1], for a server we start.
 
     Here rather than in ``options.py`` so the cap's rules live in one module; checked before any
@@ -46,13 +46,13 @@ def parse_fraction(value: str | None, backend: str) -> float | None:
         fraction = math.nan
     if not 0 < fraction <= 1:  # NaN fails too
         raise KtInterfError(
-            f"{OPTION}={value!r} is not a fraction in (0, 1]",
-            f"give the share of its pinned cores' time the server may use, e.g. {OPTION}=0.8",
+            f"{option}={value!r} is not a fraction in (0, 1]",
+            f"give the share of its pinned cores' time the server may use, e.g. {option}=0.8",
         )
     if backend == "external":
         raise KtInterfError(
-            f"{OPTION} needs a server the plugin starts; an external server's CPU is not ours to cap",
-            f"drop {OPTION}, or drop --kt-url and let the plugin start the server "
+            f"{option} needs a server the plugin starts; an external server's CPU is not ours to cap",
+            f"drop {option}, or drop --kt-url and let the plugin start the server "
             "(embedded, --kt-server-cmd or --kt-preset)",
         )
     return fraction

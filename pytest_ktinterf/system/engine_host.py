@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from pytest_ktinterf.errors import KtInterfError
-from pytest_ktinterf.options import format_cpu_list
 from pytest_ktinterf.system import docker_engine
+from pytest_ktinterf.system.cpus import format_cpu_list
 from pytest_ktinterf.system.image import CAT_IN_IMAGE, image_tools
 
 

@@ -1,0 +1,57 @@
+"""Core lists in the kernel's syntax ('0-3,8'): parsed from options, printed in reports and cpusets.
+
+Here, not in ``options.py``, because actors, the docker backend and the report use them too.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pytest_ktinterf.errors import KtInterfError
+
+
+def parse_cpu_list(text: str, option: str = "--kt-server-cpus", check_available: bool = True) -> list[int]:
+    """Parse the kernel's cpu-list syntax ('0-3,8') into sorted core numbers.
+
+    ``check_available``: the cores must be ones this process may use (not so for the cores of a
+    remote Docker engine's host, which the engine checks itself).
+    """
+    cores: set[int] = set()
+    try:
+        for part in text.replace(" ", "").split(","):
+            if not part:
+                continue
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                if hi < lo:
+                    raise ValueError(part)
+                cores.update(range(lo, hi + 1))
+            else:
+                cores.add(int(part))
+    except ValueError as exc:
+        raise KtInterfError(
+            f"{option}={text!r} is not a core list",
+            "write cores like '1' or '0-3,8'",
+        ) from exc
+    available = sorted(os.sched_getaffinity(0))
+    missing = sorted(cores - set(available)) if check_available else []
+    if not cores or missing:
+        raise KtInterfError(
+            f"{option}={text!r} names cores {missing or 'none'} that this process cannot use "
+            f"(available: {format_cpu_list(available)})",
+            f"choose cores from {format_cpu_list(available)}",
+        )
+    return sorted(cores)
+
+
+def format_cpu_list(cores: list[int]) -> str:
+    """The inverse of :func:`parse_cpu_list`, compacting runs ('0-3,8')."""
+    ordered = sorted(set(cores))
+    runs: list[str] = []
+    start = 0
+    for i, core in enumerate(ordered):
+        if i + 1 == len(ordered) or ordered[i + 1] != core + 1:
+            first = ordered[start]
+            runs.append(str(first) if first == core else f"{first}-{core}")
+            start = i + 1
+    return ",".join(runs)

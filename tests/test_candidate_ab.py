@@ -1,0 +1,154 @@
+"""Same-session A/B: a candidate server judged against the current one, interleaved, in one session.
+
+The statistics (``same_session_check``) are tested on numbers; the options on a child pytest
+(one clear line each); end to end, real servers: the process backend's llama-server as the
+current server and the same server started again as the candidate, capped by a real cgroup.
+The threshold there is 25%: "a candidate given half its CPU is regressed" and "an identical
+candidate is not" are claims about the gate that hold on any machine where the server is
+CPU-bound. How well a 10% loss is detected is a benchmark's number (in the issue notes).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from xml.etree import ElementTree
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pytest_ktinterf.baseline.gate import same_session_check
+from pytest_ktinterf.judge.expectations import Decision
+from pytest_ktinterf.judge.stats import Interval
+from pytest_ktinterf.options import Options
+from pytest_ktinterf.report.baseline_text import gate_verdicts
+from pytest_ktinterf.server import candidate_options
+from tests.gate_sessions import new_project, session, usable
+
+needs_assets = pytest.mark.skipif(
+    not usable(), reason="needs llama-server (python -m pytest_ktinterf fetch), 2 cores and root (cgroups)"
+)
+
+
+def _check(threshold: float = 0.10):  # type: ignore[no-untyped-def]
+    return same_session_check("candidate decode", "decode", threshold, "the current server")
+
+
+@pytest.mark.parametrize(
+    ("point", "lo", "hi", "decision", "words"),
+    [
+        (0.80, 0.70, 0.90, Decision.FAIL, "lower by 20%: past the 10% threshold and below the no change"),
+        (0.80, 0.60, 1.05, Decision.UNDECIDED, "past the 10% threshold but within the pairs' noise"),
+        (0.95, 0.92, 0.98, Decision.PASS, "lower by 5%, beyond the pairs' noise, within the 10% threshold"),
+        (0.97, 0.90, 1.04, Decision.PASS, "change -3%, within the 10% threshold"),
+        (1.20, 1.10, 1.30, Decision.PASS, "improved: higher by 20%"),
+    ],
+)
+def test_same_session_verdicts(point: float, lo: float, hi: float, decision: Decision, words: str) -> None:
+    got, reason = _check().decide(Interval(point, lo, hi, 0.95))
+    assert got is decision and words in reason, reason
+    assert "against the current server" in reason, reason
+
+
+def test_same_session_check_says_what_it_is_against() -> None:
+    check = _check(0.05)
+    assert check.describe() == "at most 5% below the current server (interleaved pairs, this session)"
+    assert check.band_text() == "no change" and check.kind == "gate"
+
+
+@given(
+    point=st.floats(0.2, 5.0),
+    spread=st.floats(1.0, 3.0),
+    threshold=st.floats(0.0, 0.9),
+)
+def test_regressed_exactly_when_past_the_threshold_and_below_no_change(
+    point: float, spread: float, threshold: float
+) -> None:
+    interval = Interval(point, point / spread, point * spread, 0.95)
+    decision, _ = _check(threshold).decide(interval)
+    past = math.log(point) < math.log(1 - threshold)
+    below = interval.hi < 1.0
+    assert (decision is Decision.FAIL) == (past and below)
+    assert (decision is Decision.UNDECIDED) == (past and not below)
+
+
+def test_candidate_options_start_the_current_server_again_capped_or_the_given_command() -> None:
+    current = Options(backend="process", server_cmd="srv --port {port}", server_cpu_quota=0.5)
+    again = candidate_options(Options(**{**current.__dict__, "candidate_cpu_quota": 0.9}))
+    assert (again.backend, again.server_cmd, again.server_cpu_quota) == ("process", "srv --port {port}", 0.9)
+    other = candidate_options(Options(**{**current.__dict__, "candidate_cmd": "new --port {port}"}))
+    assert (other.backend, other.server_cmd, other.server_cpu_quota) == ("process", "new --port {port}", None)
+    embedded = candidate_options(Options(candidate_cpu_quota=0.9))
+    assert embedded.backend == "embedded" and embedded.server_cpu_quota == 0.9
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["--kt-url=http://127.0.0.1:9", "--kt-candidate-cpu-quota=0.9"],
+            "*--kt-candidate-* needs a server the plugin starts; --kt-backend=external is not one"
+            "*-- fix: use the embedded or process backend*",
+        ),
+        (
+            ["--kt-candidate-cpu-quota=0.9", "--kt-baseline-save"],
+            "*--kt-candidate-* measures two servers; a baseline session records one"
+            "*-- fix: record the baseline*",
+        ),
+        (
+            ["--kt-candidate-cpu-quota=2"],
+            "*--kt-candidate-cpu-quota='2' is not a fraction in (0, 1]*",
+        ),
+    ],
+)
+def test_bad_candidate_options_are_one_line(pytester: pytest.Pytester, args: list[str], line: str) -> None:
+    result = pytester.runpytest_subprocess(*args)
+    result.stderr.fnmatch_lines([line])
+    assert "Traceback" not in result.stderr.str() and result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def _candidate_verdict(project: Path, metric: str) -> dict:
+    record = json.loads((project / "report.json").read_text())
+    (verdict,) = [v for v in gate_verdicts(record) if v["figure"] == f"candidate {metric}"]
+    assert record["candidate"]["identity"]["binary"]["digest"].startswith("sha256:")
+    return verdict
+
+
+@needs_assets
+def test_candidate_given_half_its_cpu_is_regressed_with_its_interval(tmp_path: Path) -> None:
+    project = new_project(tmp_path)
+    code, output = session(
+        project,
+        project / "half.log",
+        "-k",
+        "candidate",
+        "--kt-candidate-cpu-quota=0.5",
+        "--junitxml=junit.xml",
+    )
+    assert code == 1, output
+    verdict = _candidate_verdict(project, "decode")
+    assert verdict["word"] == "regressed" and "against the current server" in verdict["reason"], verdict
+    assert "gate REGRESSED decode at most 25% below the current server" in output, output
+    assert (
+        "gate.toml::candidate[decode] FAILED" in output and "incompatible with junit_family" not in output
+    ), output
+    (case,) = [
+        c
+        for c in ElementTree.parse(project / "junit.xml").iter("testcase")
+        if c.get("name") == "candidate[decode]"
+    ]
+    junit = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert junit["ktinterf_gate"] == "regressed" and junit["ktinterf_condition"] == "candidate", junit
+    assert float(junit["ktinterf_ratio_hi"]) < 1 and junit["ktinterf_effect"].startswith("-"), junit
+
+
+@needs_assets
+def test_identical_candidate_is_not_called_regressed(tmp_path: Path) -> None:
+    project = new_project(tmp_path)
+    code, output = session(project, project / "same.log", "-k", "candidate", "--kt-candidate-cpu-quota=1")
+    assert code == 0, output
+    for metric in ("prefill", "decode"):
+        assert _candidate_verdict(project, metric)["word"] != "regressed", output
+    assert "gate.toml::candidate[decode] PASSED" in output, output
