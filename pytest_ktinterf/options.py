@@ -138,8 +138,8 @@ _OPTIONS: tuple[_Opt, ...] = (
     ),
     _Opt(
         "max-pairs",
-        "most baseline/condition pairs an undecided experiment condition may take (overrides the "
-        "files' design; default: theirs)",
+        "most pairs (or trials) an undecided experiment condition, uncontended figure or A/B "
+        "candidate may take (overrides the files' design; default: theirs)",
     ),
 )
 

@@ -73,13 +73,23 @@ def new_project(path: Path) -> Path:
 
 
 def session(
-    project: Path, log: Path, *args: str, spread: bool = False, threshold: str = "25%"
+    project: Path,
+    log: Path,
+    *args: str,
+    spread: bool = False,
+    threshold: str = "25%",
+    embedded: bool = False,
 ) -> tuple[int, str]:
-    """Run one child session in ``project``; (exit code, output). Nothing outlives it."""
+    """Run one child session in ``project``; (exit code, output). Nothing outlives it.
+
+    ``embedded``: the plugin's embedded backend (the same llama-server and model, started by the
+    plugin itself) instead of the process backend's command.
+    """
     env = {**os.environ, "KTINTERF_CACHE": str(CACHE), "KTINTERF_STATE_DIR": str(project / "state")}
+    server = [] if embedded else [f"--kt-server-cmd={server_cmd(spread=spread)}"]
     argv = [
         sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "-v", "-rs",
-        f"--kt-server-cmd={server_cmd(spread=spread)}", f"--kt-server-cpus={SERVER_CORE}",
+        *server, f"--kt-server-cpus={SERVER_CORE}",
         f"--kt-baseline-fail={threshold}", "--kt-report-json=report.json", f"--kt-max-tokens={MAX_TOKENS}",
         "gate.toml", *args,
     ]  # fmt: skip

@@ -42,7 +42,8 @@ def _check(threshold: float = 0.10):  # type: ignore[no-untyped-def]
         (0.80, 0.70, 0.90, Decision.FAIL, "lower by 20%: past the 10% threshold and below the no change"),
         (0.80, 0.60, 1.05, Decision.UNDECIDED, "past the 10% threshold but within the pairs' noise"),
         (0.95, 0.92, 0.98, Decision.PASS, "lower by 5%, beyond the pairs' noise, within the 10% threshold"),
-        (0.97, 0.90, 1.04, Decision.PASS, "change -3%, within the 10% threshold"),
+        (0.97, 0.91, 1.04, Decision.PASS, "change -3%, within the 10% threshold"),
+        (1.03, 0.88, 1.20, Decision.UNDECIDED, "change +3% so far, but the interval reaches past the 10%"),
         (1.20, 1.10, 1.30, Decision.PASS, "improved: higher by 20%"),
     ],
 )
@@ -63,15 +64,16 @@ def test_same_session_check_says_what_it_is_against() -> None:
     spread=st.floats(1.0, 3.0),
     threshold=st.floats(0.0, 0.9),
 )
-def test_regressed_exactly_when_past_the_threshold_and_below_no_change(
+def test_regressed_and_passed_exactly_when_the_interval_shows_it(
     point: float, spread: float, threshold: float
 ) -> None:
     interval = Interval(point, point / spread, point * spread, 0.95)
     decision, _ = _check(threshold).decide(interval)
     past = math.log(point) < math.log(1 - threshold)
     below = interval.hi < 1.0
+    shown_within = math.log(interval.lo) > math.log(1 - threshold)
     assert (decision is Decision.FAIL) == (past and below)
-    assert (decision is Decision.UNDECIDED) == (past and not below)
+    assert (decision is Decision.PASS) == (not past and shown_within)
 
 
 def test_candidate_options_start_the_current_server_again_capped_or_the_given_command() -> None:

@@ -259,6 +259,21 @@ MISTAKES = {
     "gate as a percentage": (HEAD + CPU + "gate = { decode = 15 }\n", "conditions.cpu.gate.decode", "(0, 1)"),
     "gate as a word": (HEAD + CPU + 'gate = { decode = "15%" }\n', "conditions.cpu.gate.decode", "(0, 1)"),
     "gate as a bool": (HEAD + CPU + "gate = { decode = true }\n", "conditions.cpu.gate.decode", "(0, 1)"),
+    "report_effect not a table": (
+        HEAD + CPU + "report_effect = -0.5\n",
+        "conditions.cpu.report_effect",
+        "{ decode = -0.56 } for -56%",
+    ),
+    "report_effect of vram": (
+        HEAD + CPU + "report_effect = { vram = 0.1 }\n",
+        "conditions.cpu.report_effect.vram",
+        "prefill or decode",
+    ),
+    "report_effect of a whole loss": (
+        HEAD + CPU + "report_effect = { decode = -1 }\n",
+        "conditions.cpu.report_effect.decode",
+        "for -56%",
+    ),
     "describes not a table": (
         HEAD + 'describes = "Xeon"\n' + CPU,
         "experiment.describes",
@@ -429,6 +444,7 @@ baseline_streams = 1
 expect = { prefill = { outcome = "degraded", at_least = 0.25 } }
 report = { prefill = "unaffected", decode = "unaffected" }
 gate = { decode = 0.15, prefill_per_stream = 0.2 }
+report_effect = { prefill = -0.2, decode = 0.05 }
 """
 THE_REPORTS_MACHINE = {"cpu_model": "Intel(R) Xeon(R) Platinum 8461V", "gpus": ["NVIDIA GeForce RTX 3090"]}
 
@@ -445,6 +461,7 @@ def test_report_cells_and_gate_load_beside_the_hard_claims(tmp_path: Path):
     }
     assert conc.reference == {"prefill": "unaffected", "decode": "unaffected"}
     assert conc.gate == {"decode": 0.15, "prefill_per_stream": 0.2}
+    assert conc.report_effect == {"prefill": -0.2, "decode": 0.05}
     assert conc.metrics == ["prefill", "decode"]
     assert [(e.metric, e.kind) for e in conc.checks] == [
         ("prefill", "expect"), ("prefill", "report"), ("decode", "report"),

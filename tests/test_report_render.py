@@ -594,6 +594,7 @@ def test_effects_plot_shades_what_each_hard_claim_accepts_and_never_reddens_a_re
     record = new_record()
     first = record["comparisons"][0]
     first["claimed"] = {"prefill": [0.0, 0.9], "decode": [0.85, 1.15]}
+    first["reference_effect"] = {"decode": -0.56}
     first["verdicts"] = [
         {"metric": "prefill", "kind": "report", "status": "fail", "word": "differs"},
         {"metric": "decode", "kind": "expect", "status": "pass", "word": "pass"},
@@ -601,6 +602,8 @@ def test_effects_plot_shades_what_each_hard_claim_accepts_and_never_reddens_a_re
     svg = effects_svg(record)
     shaded = re.findall(r'<rect class="claimed" x="([0-9.]+)" y="[0-9.]+" width="([0-9.]+)"', svg)
     assert len(shaded) == 2 and all(float(w) > 0 for _, w in shaded)
+    assert svg.count('class="report-effect"') == 1 and "the report measured -56% (decode)" in svg
+    assert "the report's own effect (its machine)" in svg
     dots: dict[str, str] = {}
     pattern = r'<circle class="dot" data-metric="(\w+)" cx="[0-9.]+" cy="[0-9.]+" r="4.5" fill="(#\w+)"'
     for metric, colour in re.findall(pattern, svg):

@@ -118,6 +118,13 @@ def test_design_rejects_impossible_plans(kwargs: dict[str, int], message: str):
         Design(**kwargs)
 
 
+def test_max_pairs_caps_a_design_and_min_pairs_follows_it_down():
+    design = Design(min_pairs=6, max_pairs=10, step=4)
+    assert design.capped(None) is design
+    assert design.capped(30).looks() == [6, 10, 14, 18, 22, 26, 30]
+    assert Design(min_pairs=8, max_pairs=14).capped(6) == Design(min_pairs=6, max_pairs=6)
+
+
 class _Round:
     """Stands in for a RoundSample: only ``metric`` is read by a comparison's statistics."""
 

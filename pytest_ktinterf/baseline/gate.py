@@ -148,7 +148,8 @@ class GateCheck:
         """Regressed (FAIL), inconclusive (UNDECIDED) or PASS, with the numbers (module docstring)."""
         change = _log(interval.point) - _log(self.center)
         band_lo, band_hi = _log(self.band[0]), _log(self.band[1])
-        beyond_threshold = change < math.log(1 - self.threshold)
+        limit = math.log(1 - self.threshold)
+        beyond_threshold = change < limit
         beyond_spread = _log(interval.hi) < band_lo
         lower, higher = ("slower", "faster") if self.unit == "tok/s" else ("lower", "higher")
         size, threshold = f"{abs(math.expm1(change)):.0%}", f"{self.threshold:.0%}"
@@ -166,6 +167,14 @@ class GateCheck:
             why = (
                 f"{lower} by {size}, past the {threshold} threshold but within {noise} ({band}): "
                 f"more pairs{'' if self.versus else ' or baseline sessions'} can decide it"
+            )
+        elif self.versus is not None and _log(interval.lo) - _log(self.center) <= limit:
+            # Same session: the interval is all the uncertainty there is, so "pass" must show it:
+            # the whole interval above the threshold's loss (an equivalence test), else more pairs.
+            decision = Decision.UNDECIDED
+            why = (
+                f"change {_pct(math.exp(change))} so far, but the interval reaches past the {threshold} "
+                "threshold: more pairs can decide it"
             )
         else:
             decision = Decision.PASS
@@ -238,7 +247,9 @@ def same_session_check(
     Interleaved pairs in one session share the machine's drift, so there is no between-session
     spread to allow for: the band is "no change" itself. Regressed when the change is past the
     threshold and the whole interval lies below no change; past the threshold with an interval
-    that reaches no change is inconclusive (more pairs can decide it).
+    that reaches no change is inconclusive (more pairs can decide it). Pass needs the whole
+    interval above the threshold's loss: a point within the threshold with an interval reaching
+    past it is inconclusive too (with 6 noisy pairs a 10% loss can show a point of +3%).
     """
     if not 0 <= threshold < 1:
         raise ValueError(f"threshold={threshold}: a fraction in [0, 1)")

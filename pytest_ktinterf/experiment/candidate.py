@@ -43,7 +43,7 @@ def run(testbed: Testbed, experiment: Experiment, metrics: set[str], experiment_
         lambda: contextlib.nullcontext(None),
         label=f"the candidate server against {VERSUS}",
         streams=experiment.streams or 1,
-        design=experiment.design,
+        design=experiment.design.capped(testbed.options.max_pairs),
         expectations=checks,
         candidate=True,
     )

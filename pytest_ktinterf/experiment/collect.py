@@ -142,7 +142,7 @@ def _uncontended_runner(node: ExperimentFile) -> Runner:
         return uncontended.run(
             testbed,
             uncontended.stream_counts(experiment),
-            experiment.design,
+            experiment.design.capped(testbed.options.max_pairs),
             _selected_metrics(node, UNCONTENDED) or set(uncontended.METRICS),
         )
 

@@ -81,11 +81,7 @@ def run(testbed: Testbed, spec: ConditionSpec, *, metrics: set[str] | None = Non
     reason = skip_reason(spec, testbed)
     if reason is not None:
         pytest.skip(reason)
-    design = spec.design
-    if options.max_pairs is not None:
-        design = dataclasses.replace(
-            design, min_pairs=min(design.min_pairs, options.max_pairs), max_pairs=options.max_pairs
-        )
+    design = spec.design.capped(options.max_pairs)
     streams = spec.streams or 1
     llama_default = options.backend == "embedded" or (
         options.backend == "docker" and not options.docker_cmd and not options.preset
@@ -124,6 +120,7 @@ def _name(comparison: Comparison, spec: ConditionSpec, experiment: str | None) -
     comparison.id = spec.id
     comparison.experiment = experiment
     comparison.reference = dict(spec.reference)
+    comparison.reference_effect = dict(spec.report_effect)
     return comparison
 
 

@@ -38,6 +38,10 @@ A condition says two kinds of things, and needs at least one of them:
   case-insensitive substring of ``/proc/cpuinfo``'s model name or of a GPU's name) they are
   its truth, and are parsed as hard claims.
 
+``report_effect = { decode = -0.56 }`` is how large the report measured each effect (its
+tokens/s over its own uncontended ones): drawn beside this machine's interval in the plot,
+judged nowhere.
+
 How large an effect is on *this* machine is the baseline's business (``--kt-baseline-save`` /
 ``--kt-baseline-compare``), not a bound written here after looking at a run.
 
@@ -98,6 +102,7 @@ class ConditionSpec:
     design: Design = field(default_factory=Design)
     report: dict[str, Expectation] = field(default_factory=dict)
     gate: dict[str, float] = field(default_factory=dict)
+    report_effect: dict[str, float] = field(default_factory=dict)  # the report's own sizes, shown only
 
     @property
     def metrics(self) -> list[str]:
@@ -235,8 +240,24 @@ def _gate(path: Path, key: str, table: Any) -> dict[str, float]:
 
 
 CONDITION_KEYS = {
-    "label", "actor", "params", "expect", "report", "gate", "streams", "baseline_streams", "design",
+    "label", "actor", "params", "expect", "report", "report_effect", "gate", "streams", "baseline_streams",
+    "design",
 }  # fmt: skip
+
+
+def _report_effect(path: Path, key: str, table: Any) -> dict[str, float]:
+    """``report_effect = { decode = -0.56 }``: the report's measured change per metric (-0.56 = -56%)."""
+    example = "a table of metric = change, e.g. { decode = -0.56 } for -56%"
+    if not isinstance(table, dict) or not table:
+        raise ExperimentFileError(path, key, f"got {table!r}", example)
+    found = {}
+    for metric, value in table.items():
+        if metric not in GATE_METRICS[:2]:
+            raise ExperimentFileError(path, f"{key}.{metric}", "is not a plotted metric", "prefill or decode")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not -1 < value < 10:
+            raise ExperimentFileError(path, f"{key}.{metric}", f"got {value!r}", example)
+        found[metric] = float(value)
+    return found
 
 
 def _condition(
@@ -272,6 +293,9 @@ def _condition(
         else {}
     )
     gate = _gate(path, f"{key}.gate", data["gate"]) if "gate" in data else {}
+    sizes = (
+        _report_effect(path, f"{key}.report_effect", data["report_effect"]) if "report_effect" in data else {}
+    )
     streams = _int(path, f"{key}.streams", data["streams"], 1) if "streams" in data else default_streams
     baseline = (
         _int(path, f"{key}.baseline_streams", data["baseline_streams"], 1)
@@ -298,6 +322,7 @@ def _condition(
         design=_design(path, f"{key}.design", design_table, design),
         report=report,
         gate=gate,
+        report_effect=sizes,
     )
 
 

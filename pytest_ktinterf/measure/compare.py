@@ -20,6 +20,7 @@ the error still fails the test.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import statistics
 from collections.abc import Callable, Sequence
@@ -65,6 +66,12 @@ class Design:
         if self.rounds < 1:
             raise ValueError(f"rounds={self.rounds} must be at least 1")
 
+    def capped(self, max_pairs: int | None) -> Design:
+        """This design with ``--kt-max-pairs`` applied (None: unchanged); min_pairs follows it down."""
+        if max_pairs is None:
+            return self
+        return dataclasses.replace(self, min_pairs=min(self.min_pairs, max_pairs), max_pairs=max_pairs)
+
     def looks(self) -> list[int]:
         """The pair counts at which expectations are judged."""
         counts = list(range(self.min_pairs, self.max_pairs, self.step))
@@ -98,6 +105,7 @@ class Comparison:
     baseline_streams: int | None = None
     expectations: list[Check] = field(default_factory=list)  # expect, report and gate checks
     reference: dict[str, str] = field(default_factory=dict)
+    reference_effect: dict[str, float] = field(default_factory=dict)  # the report's own sizes
     id: str | None = None
     experiment: str | None = None
     status: str = COMPLETE
@@ -198,6 +206,7 @@ class Comparison:
             "status": self.status,
             **aborted,
             "reference": self.reference,
+            **({"reference_effect": self.reference_effect} if self.reference_effect else {}),
             "expected": {e.metric: e.describe() for e in self.expectations if e.kind == "expect"},
             # the ratios each hard claim accepts [lo, hi] (hi None: no upper end), for the plots
             "claimed": {

@@ -8,8 +8,10 @@ should not pull matplotlib into every test environment, and two chart shapes do 
   the condition/baseline ratio as percent change, a dot at the point estimate and a bar over
   its confidence interval, coloured by the verdict on that metric (grey, and the row marked
   ``[aborted]``, for a comparison an error stopped part-way: its finished pairs, not judged);
-* ``throughput_svg``: aggregate prefill and decode tokens/s per concurrency (median round),
-  with the sum of per-stream rates marked beside it (it overstates when streams share cores).
+  only hard claims and gates colour a dot. What a hard claim accepts is shaded, and the
+  report's own effect (``report_effect`` in the experiment file) is a hollow diamond;
+* ``throughput_svg`` (``throughput_plot.py``): aggregate prefill and decode tokens/s per
+  concurrency (median round), with the sum of per-stream rates marked beside it.
 """
 
 from __future__ import annotations
@@ -22,17 +24,17 @@ from typing import Any
 from pytest_ktinterf.report.record import (
     TABLE_METRICS,
     comparison_status,
-    concurrency_rounds,
     condition_pairs,
     is_finite,
-    median_round,
     percent_change,
     truncate,
     verdict_status,
 )
-from pytest_ktinterf.report.svg import document, escape, fit, nice_ticks, number, text
+from pytest_ktinterf.report.svg import document, escape, heading, nice_ticks, server_name, text
+from pytest_ktinterf.report.throughput_plot import has_throughput, throughput_svg
 
 CLAIMED = 'fill="#2a9d4b" fill-opacity="0.14"'  # the shading of what a hard claim accepts
+REPORTED = 'fill="none" stroke="#222" stroke-width="1.5"'  # the report's own effect: a hollow diamond
 COLOURS = {
     "pass": "#2a9d4b",
     "fail": "#d1495b",
@@ -48,24 +50,6 @@ STATUS_WORDS = {
     "aborted": "ABORTED",
     None: "no verdict",
 }
-
-
-def _subtitle(record: dict[str, Any]) -> str:
-    w = record.get("workload") or {}
-    server = record.get("server") or {}
-    host = (record.get("machine") or {}).get("cpu_model")
-    parts = []
-    if w:
-        parts.append(f"{w.get('prompt_tokens')} prompt tokens, {w.get('max_tokens')} generated")
-    if server.get("cpus"):
-        parts.append(f"server cores {server['cpus']}")
-    if host:
-        parts.append(str(host))
-    return "; ".join(parts)
-
-
-def _server_name(record: dict[str, Any]) -> str:
-    return str((record.get("server") or {}).get("description") or "server not recorded")
 
 
 # -- forest plot of effects ----------------------------------------------------------------------
@@ -124,11 +108,8 @@ def effects_svg(record: dict[str, Any]) -> str:
     width = label_w + 2 * 320.0 + gap + right
     panel_w = (width - label_w - right - gap) / 2
     height = top + max(1, len(comparisons)) * row_h + bottom
-    title = f"Interference effects: {_server_name(record)}"
-    body = [
-        text(14, 24, fit(title, width - 28, 16, bold=True), 16, extra=' font-weight="bold"'),
-        text(14, 44, fit(_subtitle(record), width - 28, 11), 11, extra=' fill="#555"'),
-    ]
+    title = f"Interference effects: {server_name(record)}"
+    body = heading(record, title, width)
     values = [0.0] + [
         100 * (r[k] - 1)
         for c in comparisons
@@ -193,6 +174,15 @@ def effects_svg(record: dict[str, Any]) -> str:
                     f'width="{x(hi_pct) - x(lo_pct):.1f}" height="{row_h - 6:.0f}" {CLAIMED}>'
                     f"<title>{claim}</title></rect>"
                 )
+        for i, cmp in enumerate(comparisons):  # the report's own effect, a hollow diamond
+            size = (cmp.get("reference_effect") or {}).get(metric)
+            if is_finite(size) and lo <= 100 * size <= hi:
+                cx, cy = x(100 * size), top + i * row_h + row_h / 2
+                body.append(
+                    f'<path class="report-effect" d="M{cx:.1f},{cy - 6:.1f} L{cx + 6:.1f},{cy:.1f} '
+                    f'L{cx:.1f},{cy + 6:.1f} L{cx - 6:.1f},{cy:.1f} Z" {REPORTED}>'
+                    f"<title>the report measured {100 * size:+.0f}% ({escape(metric)})</title></path>"
+                )
         for i, cmp in enumerate(comparisons):
             ratio = _ratio(cmp, metric)
             if ratio is None:
@@ -246,110 +236,14 @@ def effects_svg(record: dict[str, Any]) -> str:
         lx += 110
     body.append(f'<rect x="{lx:.1f}" y="{axis_y + 12:.1f}" width="18" height="12" {CLAIMED}/>')
     body.append(text(lx + 24, axis_y + 22, "what a hard claim accepts", 11))
-    return document(width, height, body, title)
-
-
-# -- throughput bars -----------------------------------------------------------------------------
-
-
-def _throughput_levels(record: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
-    return [(streams, median_round(rounds)) for streams, rounds in concurrency_rounds(record)]
-
-
-def throughput_svg(record: dict[str, Any]) -> str:
-    """Aggregate prefill and decode tokens/s per concurrency, the median round of each.
-
-    Prefill and decode differ by an order of magnitude, so each gets its own panel and scale.
-    Where several streams ran, a dashed mark shows the sum of their per-stream rates: the
-    report's "30+17+27+17" figure, which overstates throughput when streams share cores.
-    """
-    levels = _throughput_levels(record)
-    left, right, gap, top, bottom = 70.0, 20.0, 80.0, 78.0, 70.0
-    group_w = 90.0
-    panel_w = max(240.0, group_w * max(1, len(levels)))
-    width = left + 2 * panel_w + gap + right
-    panel_h = 260.0
-    height = top + panel_h + bottom
-    title = f"Throughput: {_server_name(record)}"
-    body = [
-        text(14, 24, fit(title, width - 28, 16, bold=True), 16, extra=' font-weight="bold"'),
-        text(14, 44, fit(_subtitle(record), width - 28, 11), 11, extra=' fill="#555"'),
-    ]
-    base = top + panel_h
-    colours = {"prefill": "#3d5a80", "decode": "#98c1d9"}
-    for p, metric in enumerate(TABLE_METRICS):
-        x0 = left + p * (panel_w + gap)
-        figures = []
-        for streams, middle in levels:
-            aggregate = middle.get(f"{metric}_aggregate_tps")
-            rates = [v for v in middle.get(f"{metric}_per_stream_tps") or [] if is_finite(v)]
-            figures.append(
-                (
-                    streams,
-                    aggregate if is_finite(aggregate) else None,
-                    sum(rates) if len(rates) > 1 else None,
-                )
-            )
-        tallest = max([0.0] + [v for _, a, s in figures for v in (a, s) if v is not None])
-        ticks = nice_ticks(0.0, 1.1 * tallest or 1.0, 5)  # headroom for the value labels
-        top_value = ticks[-1]
-
-        def y(value: float, top_value: float = top_value) -> float:
-            return base - value / top_value * panel_h
-
+    if any(c.get("reference_effect") for c in comparisons):
+        lx += 190
+        cy = axis_y + 18
         body.append(
-            text(
-                x0 + panel_w / 2,
-                top - 12,
-                f"{metric}, aggregate tokens/s",
-                13,
-                "middle",
-                ' font-weight="bold"',
-            )
+            f'<path d="M{lx + 6:.1f},{cy - 6:.1f} L{lx + 12:.1f},{cy:.1f} L{lx + 6:.1f},{cy + 6:.1f} '
+            f'L{lx:.1f},{cy:.1f} Z" {REPORTED}/>'
         )
-        for tick in ticks:
-            body.append(
-                f'<line x1="{x0:.1f}" y1="{y(tick):.1f}" x2="{x0 + panel_w:.1f}" y2="{y(tick):.1f}" '
-                'stroke="#e0e0e0"/>'
-            )
-            body.append(text(x0 - 6, y(tick) + 4, number(tick), 11, "end"))
-        body.append(
-            f'<line x1="{x0:.1f}" y1="{base:.1f}" x2="{x0 + panel_w:.1f}" y2="{base:.1f}" stroke="#333"/>'
-        )
-        slot = panel_w / max(1, len(figures))
-        for i, (streams, aggregate, summed) in enumerate(figures):
-            cx = x0 + slot * (i + 0.5)
-            bar_w = min(50.0, slot * 0.6)
-            if aggregate is not None:
-                body.append(
-                    f'<rect class="bar" data-metric="{metric}" x="{cx - bar_w / 2:.1f}" '
-                    f'y="{y(aggregate):.1f}" width="{bar_w:.1f}" height="{base - y(aggregate):.1f}" '
-                    f'fill="{colours[metric]}"><title>{streams} streams: {metric} aggregate '
-                    f"{aggregate:.4g} tok/s</title></rect>"
-                )
-                body.append(text(cx, y(aggregate) - 5, number(aggregate), 11, "middle"))
-            if summed is not None:
-                body.append(
-                    f'<line class="sum" x1="{cx - bar_w / 2 - 6:.1f}" y1="{y(summed):.1f}" '
-                    f'x2="{cx + bar_w / 2 + 6:.1f}" y2="{y(summed):.1f}" stroke="#d1495b" '
-                    f'stroke-width="2" stroke-dasharray="5 3"><title>sum of {streams} per-stream rates: '
-                    f"{summed:.4g} tok/s (overstates when streams share cores)</title></line>"
-                )
-            body.append(text(cx, base + 18, f"{streams} stream{'s' if streams != 1 else ''}", 11, "middle"))
-    legend_y = base + 48
-    if any(streams > 1 for streams, _ in levels):
-        body.append(
-            f'<line x1="{left:.1f}" y1="{legend_y - 4:.1f}" x2="{left + 24:.1f}" y2="{legend_y - 4:.1f}" '
-            'stroke="#d1495b" stroke-width="2" stroke-dasharray="5 3"/>'
-        )
-        body.append(
-            text(
-                left + 30,
-                legend_y,
-                "sum of per-stream rates (overstates when streams take turns on the same cores)",
-                11,
-            )
-        )
+        body.append(text(lx + 18, axis_y + 22, "the report's own effect (its machine)", 11))
     return document(width, height, body, title)
 
 
@@ -358,10 +252,6 @@ def throughput_svg(record: dict[str, Any]) -> str:
 
 def has_effects(record: dict[str, Any]) -> bool:
     return any(_ratio(c, m) is not None for c in record.get("comparisons") or [] for m in TABLE_METRICS)
-
-
-def has_throughput(record: dict[str, Any]) -> bool:
-    return bool(concurrency_rounds(record))
 
 
 PLOTS: tuple[tuple[str, Callable[[dict[str, Any]], bool], Callable[[dict[str, Any]], str]], ...] = (

@@ -67,3 +67,29 @@ def text(x: float, y: float, text: Any, size: int = 12, anchor: str = "start", e
         f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}"{extra}>'
         f"{escape(text)}</text>"
     )
+
+
+def subtitle(record: dict[str, Any]) -> str:
+    w = record.get("workload") or {}
+    server = record.get("server") or {}
+    host = (record.get("machine") or {}).get("cpu_model")
+    parts = []
+    if w:
+        parts.append(f"{w.get('prompt_tokens')} prompt tokens, {w.get('max_tokens')} generated")
+    if server.get("cpus"):
+        parts.append(f"server cores {server['cpus']}")
+    if host:
+        parts.append(str(host))
+    return "; ".join(parts)
+
+
+def server_name(record: dict[str, Any]) -> str:
+    return str((record.get("server") or {}).get("description") or "server not recorded")
+
+
+def heading(record: dict[str, Any], title: str, width: float) -> list[str]:
+    """A plot's title and subtitle (workload, cores, CPU), each cut to the picture's width."""
+    return [
+        text(14, 24, fit(title, width - 28, 16, bold=True), 16, extra=' font-weight="bold"'),
+        text(14, 44, fit(subtitle(record), width - 28, 11), 11, extra=' fill="#555"'),
+    ]

@@ -1,9 +1,10 @@
 """Benchmark: same-session A/B's detection and false-regression rates, on this machine.
 
-Run: ``python -m tests.benchmarks.bench_candidate [repetitions] [threshold] [max pairs] [quota]``
-(default 10, 5%, 30, 0.9). Each repetition is one real child session of the small experiment of
-``tests/gate_sessions.py`` (the process backend's llama-server on the last core) running only
-its ``candidate`` items, alternately:
+Run: ``python -m tests.benchmarks.bench_candidate [repetitions] [threshold] [max pairs] [quota]
+[backend]`` (default 10, 5%, 30, 0.9, process). Each repetition is one real child session of the
+small experiment of ``tests/gate_sessions.py`` (llama-server on the last core, started by the
+process backend from its command, or by the embedded backend) running only its ``candidate``
+items, alternately:
 
 * identical -- the same server started again as the candidate (``--kt-candidate-cpu-quota=1``):
   any *regressed* metric is a false regression;
@@ -34,6 +35,7 @@ def main(argv: list[str]) -> int:
     threshold = argv[2] if len(argv) > 2 else "5%"
     max_pairs = argv[3] if len(argv) > 3 else "30"
     quota = argv[4] if len(argv) > 4 else "0.9"
+    embedded = (argv[5] if len(argv) > 5 else "process") == "embedded"
     if not usable():
         print("needs llama-server (python -m pytest_ktinterf fetch), 2 cores and root")
         return 2
@@ -54,6 +56,7 @@ def main(argv: list[str]) -> int:
                 f"--kt-candidate-cpu-quota={cap}",
                 f"--kt-max-pairs={max_pairs}",
                 threshold=threshold,
+                embedded=embedded,
             )
             if code not in (0, 1):  # not a verdict: an error, shown whole
                 print(output[-3000:])
@@ -79,7 +82,8 @@ def main(argv: list[str]) -> int:
                 v = verdicts.get(metric)
                 if v is not None:
                     print(f"    {metric}: {v['word']} -- {v['reason'][:150]}", flush=True)
-    print(f"threshold {threshold}; max pairs {max_pairs}; cap {quota}; {repetitions} sessions")
+    backend = "embedded" if embedded else "process"
+    print(f"threshold {threshold}; max pairs {max_pairs}; cap {quota}; {repetitions} sessions; {backend}")
     print(f"false regressions (identical candidate, either metric): {wilson(false_regressions, identical)}")
     print(f"detection (candidate capped at {quota}, decode regressed): {wilson(detected, capped)}")
     if changes:
