@@ -104,7 +104,7 @@ def effects_svg(record: dict[str, Any]) -> str:
     comparisons = list(record.get("comparisons") or [])
     labels = [_row_label(c) for c in comparisons]
     label_w = min(max([len(x) for x in labels] + [20]) * CHAR_W + 24, LABEL_CHARS * CHAR_W + 24)
-    right, gap, row_h, top, bottom = 34.0, 56.0, 26.0, 78.0, 70.0
+    right, gap, row_h, top, bottom = 34.0, 56.0, 26.0, 78.0, 92.0
     width = label_w + 2 * 320.0 + gap + right
     panel_w = (width - label_w - right - gap) / 2
     height = top + max(1, len(comparisons)) * row_h + bottom
@@ -234,16 +234,16 @@ def effects_svg(record: dict[str, Any]) -> str:
         body.append(f'<circle cx="{lx:.1f}" cy="{axis_y + 18:.1f}" r="4.5" fill="{COLOURS[status]}"/>')
         body.append(text(lx + 9, axis_y + 22, STATUS_WORDS[status], 11))
         lx += 110
-    body.append(f'<rect x="{lx:.1f}" y="{axis_y + 12:.1f}" width="18" height="12" {CLAIMED}/>')
-    body.append(text(lx + 24, axis_y + 22, "what a hard claim accepts", 11))
+    lx, second = label_w, axis_y + 20  # a second legend row: the first is full at the narrowest width
+    body.append(f'<rect x="{lx - 4:.1f}" y="{second + 12:.1f}" width="18" height="12" {CLAIMED}/>')
+    body.append(text(lx + 20, second + 22, "what a hard claim accepts", 11))
     if any(c.get("reference_effect") for c in comparisons):
-        lx += 190
-        cy = axis_y + 18
+        lx, cy = lx + 220, second + 18
         body.append(
             f'<path d="M{lx + 6:.1f},{cy - 6:.1f} L{lx + 12:.1f},{cy:.1f} L{lx + 6:.1f},{cy + 6:.1f} '
             f'L{lx:.1f},{cy:.1f} Z" {REPORTED}/>'
         )
-        body.append(text(lx + 18, axis_y + 22, "the report's own effect (its machine)", 11))
+        body.append(text(lx + 18, second + 22, "the report's own effect (its machine)", 11))
     return document(width, height, body, title)
 
 
