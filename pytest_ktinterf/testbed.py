@@ -14,6 +14,7 @@ import functools
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -47,6 +48,16 @@ def _model_name(url: str) -> str | None:
     return None
 
 
+def _server_record(handle: ServerHandle) -> dict[str, Any]:
+    """What the record says of a started server (the current one, or the A/B candidate)."""
+    return {
+        "backend": handle.backend,
+        "description": handle.description,
+        "url": handle.url,
+        "identity": identify(handle),
+    }
+
+
 class Testbed:
     """One per pytest process; :meth:`close` stops what it started (the session fixture does)."""
 
@@ -78,12 +89,9 @@ class Testbed:
             handle = self._stack.enter_context(open_server(self.options, self.log_dir, say=self.say))
             cpus = handle.cpus()
             self.report.server = {
-                "backend": handle.backend,
-                "description": handle.description,
-                "url": handle.url,
+                **_server_record(handle),
                 "cpus": format_cpu_list(cpus) if cpus else None,
                 **{k: v for k, v in handle.meta.items() if k in ("threads", "parallel", "model")},
-                "identity": identify(handle),
             }
             self._server = handle
         return self._server
@@ -125,12 +133,7 @@ class Testbed:
             folder = self.log_dir / "candidate"
             folder.mkdir(exist_ok=True)
             handle = self._stack.enter_context(open_server(options, folder, say=self.say))
-            self.report.candidate = {
-                "backend": handle.backend,
-                "description": handle.description,
-                "url": handle.url,
-                "identity": identify(handle),
-            }
+            self.report.candidate = _server_record(handle)
             self._candidate = (handle, self._calibrated_probe(handle))
         handle, probe = self._candidate
         return Arm(probe, handle.processes)
@@ -170,6 +173,7 @@ class Testbed:
         if trials is None and design is None:
             trials = self.options.trials
         probe, server = self.probe(), self.server()
+        other = self.candidate() if candidate else None  # started and calibrated before measuring
         try:
             with measuring(self.say):
                 result = compare(
@@ -184,7 +188,7 @@ class Testbed:
                     processes=server.processes,
                     progress=self.say,
                     log_tail=server.error_detail,
-                    candidate=self.candidate() if candidate else None,
+                    candidate=other,
                 )
         except BaseException as exc:  # Ctrl-C too: nothing measured is lost
             partial = partial_comparison(exc)

@@ -21,11 +21,10 @@ import contextlib
 from pytest_ktinterf.baseline.gate import same_session_check
 from pytest_ktinterf.baseline.thresholds import threshold_for
 from pytest_ktinterf.experiment.schema import Experiment
-from pytest_ktinterf.measure.compare import Comparison
+from pytest_ktinterf.measure.compare import METRICS, Comparison
 from pytest_ktinterf.testbed import Testbed
 
 CANDIDATE = "candidate"  # the items' name and the comparison's id
-METRICS = ("prefill", "decode")
 VERSUS = "the current server"
 
 

@@ -24,7 +24,7 @@ import pytest
 
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.experiment.interfere import VerdictFailure
-from pytest_ktinterf.measure.compare import Comparison
+from pytest_ktinterf.measure.compare import METRICS, Comparison
 from pytest_ktinterf.system.registry import registry_dir
 
 
@@ -100,7 +100,7 @@ def properties(comparison: Comparison) -> dict[str, list[tuple[str, str]]]:
     (``expect``, ``report``, ``gate``), so a dashboard can chart the figure without the JSON record.
     """
     found: dict[str, list[tuple[str, str]]] = {}
-    for metric in sorted({v.metric for v in comparison.verdicts} | {"prefill", "decode"}):
+    for metric in sorted({v.metric for v in comparison.verdicts} | set(METRICS)):
         if comparison.pairs < 2 or not comparison.measured(metric):
             continue
         ratio = comparison.ratio(metric)

@@ -59,6 +59,7 @@ from typing import Any
 
 from pytest_ktinterf.actors.registry import ACTORS, check_params
 from pytest_ktinterf.judge.expectations import DEFAULT_BOUNDS, OUTCOMES, Expectation, ExpectationError, parse
+from pytest_ktinterf.measure.compare import METRICS as PLOTTED_METRICS
 from pytest_ktinterf.measure.compare import Design
 
 if sys.version_info >= (3, 11):
@@ -252,8 +253,10 @@ def _report_effect(path: Path, key: str, table: Any) -> dict[str, float]:
         raise ExperimentFileError(path, key, f"got {table!r}", example)
     found = {}
     for metric, value in table.items():
-        if metric not in GATE_METRICS[:2]:
-            raise ExperimentFileError(path, f"{key}.{metric}", "is not a plotted metric", "prefill or decode")
+        if metric not in PLOTTED_METRICS:
+            raise ExperimentFileError(
+                path, f"{key}.{metric}", "is not a plotted metric", " or ".join(PLOTTED_METRICS)
+            )
         if isinstance(value, bool) or not isinstance(value, int | float) or not -1 < value < 10:
             raise ExperimentFileError(path, f"{key}.{metric}", f"got {value!r}", example)
         found[metric] = float(value)

@@ -86,6 +86,14 @@ def _ratio(comparison: dict[str, Any], metric: str) -> dict[str, float] | None:
 CHAR_W = 7.0  # average width of a 12 px sans-serif character: labels are sized without a font
 
 
+def _diamond(cx: float, cy: float, tip: str | None = None) -> str:
+    """The report's own effect: a hollow diamond at (cx, cy), with a tooltip on the plot."""
+    shape = f"M{cx:.1f},{cy - 6:.1f} L{cx + 6:.1f},{cy:.1f} L{cx:.1f},{cy + 6:.1f} L{cx - 6:.1f},{cy:.1f} Z"
+    if tip is None:
+        return f'<path d="{shape}" {REPORTED}/>'
+    return f'<path class="report-effect" d="{shape}" {REPORTED}><title>{escape(tip)}</title></path>'
+
+
 def _row_label(comparison: dict[str, Any]) -> str:
     """The label, cut to fit the label column, with the stream count when it is not 1."""
     streams = comparison.get("streams")
@@ -177,12 +185,8 @@ def effects_svg(record: dict[str, Any]) -> str:
         for i, cmp in enumerate(comparisons):  # the report's own effect, a hollow diamond
             size = (cmp.get("reference_effect") or {}).get(metric)
             if is_finite(size) and lo <= 100 * size <= hi:
-                cx, cy = x(100 * size), top + i * row_h + row_h / 2
-                body.append(
-                    f'<path class="report-effect" d="M{cx:.1f},{cy - 6:.1f} L{cx + 6:.1f},{cy:.1f} '
-                    f'L{cx:.1f},{cy + 6:.1f} L{cx - 6:.1f},{cy:.1f} Z" {REPORTED}>'
-                    f"<title>the report measured {100 * size:+.0f}% ({escape(metric)})</title></path>"
-                )
+                tip = f"the report measured {100 * size:+.0f}% ({metric})"
+                body.append(_diamond(x(100 * size), top + i * row_h + row_h / 2, tip))
         for i, cmp in enumerate(comparisons):
             ratio = _ratio(cmp, metric)
             if ratio is None:
@@ -238,11 +242,8 @@ def effects_svg(record: dict[str, Any]) -> str:
     body.append(f'<rect x="{lx - 4:.1f}" y="{second + 12:.1f}" width="18" height="12" {CLAIMED}/>')
     body.append(text(lx + 20, second + 22, "what a hard claim accepts", 11))
     if any(c.get("reference_effect") for c in comparisons):
-        lx, cy = lx + 220, second + 18
-        body.append(
-            f'<path d="M{lx + 6:.1f},{cy - 6:.1f} L{lx + 12:.1f},{cy:.1f} L{lx + 6:.1f},{cy + 6:.1f} '
-            f'L{lx:.1f},{cy:.1f} Z" {REPORTED}/>'
-        )
+        lx += 220
+        body.append(_diamond(lx + 6, second + 18))
         body.append(text(lx + 18, second + 22, "the report's own effect (its machine)", 11))
     return document(width, height, body, title)
 
