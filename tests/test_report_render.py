@@ -533,6 +533,7 @@ def test_markdown_report_has_the_tables_the_gate_and_the_plots_by_name(tmp_path:
         line.startswith("| ") and line.endswith(" |")
         for line in lines[title + 4 : title + 4 + len(record["comparisons"])]
     )
+    assert lines[title + 4 + len(record["comparisons"])] == ""  # else the notes below read as rows
     assert "![effects](effects.svg)" in lines and "![throughput](throughput.svg)" in lines
 
 
