@@ -22,6 +22,7 @@ from pytest_ktinterf.system.cpus import parse_cpu_list
 from pytest_ktinterf.system.docker_engine import engine_is_local
 
 BACKENDS = ("embedded", "process", "external", "docker")
+RESIDENCIES = ("both", "alternate")  # of the same-session A/B servers
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,13 @@ _OPTIONS: tuple[_Opt, ...] = (
         "same-session A/B: cap the candidate's cgroup at this share 0 < f <= 1 of its cores "
         "(0.9: a candidate about 10%% slower, to calibrate the gate)",
     ),
+    _Opt(
+        "candidate-residency",
+        "same-session A/B: both (default: both servers resident, measured in turn) or alternate "
+        "(only one resident at a time, each started for its trials: a box that holds one copy of "
+        "its model; every switch costs a server start and a warm-up round)",
+        "both",
+    ),
     _Opt("parallel", "parallel slots of the embedded server, i.e. the most streams (default 4)", "4"),
     _Opt("ready-timeout", "seconds to wait for the server to become ready (default 180)", "180"),
     _Opt("api", "endpoint the probe uses: chat (default) or completions", "chat"),
@@ -180,6 +188,7 @@ class Options:
     server_cpu_quota: float | None = None
     candidate_cmd: str | None = None  # same-session A/B (experiment/candidate.py)
     candidate_cpu_quota: float | None = None
+    candidate_residency: str = "both"  # or "alternate" (server/alternating.py)
     parallel: int = 4
     ready_timeout: float = 180.0
     api: str = "chat"
@@ -318,6 +327,12 @@ def from_config(config: pytest.Config) -> Options:
             f"--kt-candidate-* needs a server the plugin starts; --kt-backend={backend} is not one",
             "use the embedded or process backend (--kt-server-cmd) for same-session A/B",
         )
+    residency = _choice("candidate-residency", raw["candidate-residency"], RESIDENCIES)
+    if residency != "both" and not candidate:
+        raise KtInterfError(
+            f"--kt-candidate-residency={residency} needs a candidate server",
+            "add --kt-candidate-cmd 'new-server --port {port}' (or --kt-candidate-cpu-quota to calibrate)",
+        )
     baseline = _baseline(config, raw)
     if candidate and (baseline.save or baseline.update):
         raise KtInterfError(
@@ -336,6 +351,7 @@ def from_config(config: pytest.Config) -> Options:
         server_cpu_quota=parse_fraction(raw["server-cpu-quota"], backend),
         candidate_cmd=raw["candidate-cmd"],
         candidate_cpu_quota=parse_fraction(raw["candidate-cpu-quota"], backend, "--kt-candidate-cpu-quota"),
+        candidate_residency=residency,
         parallel=_int("parallel", raw["parallel"]) or 4,
         ready_timeout=float(_int("ready-timeout", raw["ready-timeout"]) or 180),
         api=api,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from pytest_ktinterf.baseline.session import Gatekeeper
 from pytest_ktinterf.errors import ServerError
 from pytest_ktinterf.judge.verdict import Check
 from pytest_ktinterf.measure.compare import (
+    CANDIDATE,
     Arm,
     Comparison,
     Condition,
@@ -33,13 +34,17 @@ from pytest_ktinterf.measure.compare import (
 )
 from pytest_ktinterf.measure.probe import Probe
 from pytest_ktinterf.measure.samples import RoundSample
+from pytest_ktinterf.measure.sensitivity import EffectComparison, compare_effects
 from pytest_ktinterf.options import Options
 from pytest_ktinterf.progress import Say
 from pytest_ktinterf.report.record import Report
 from pytest_ktinterf.server import ServerHandle, candidate_options, open_server
+from pytest_ktinterf.server.alternating import Alternating
 from pytest_ktinterf.server.identity import identify
 from pytest_ktinterf.system.cpus import format_cpu_list
 from pytest_ktinterf.system.lock import measuring
+
+CURRENT = "current"  # the A/B's two servers are CURRENT and CANDIDATE (also the latter's log folder)
 
 
 def _model_name(url: str) -> str | None:
@@ -75,6 +80,7 @@ class Testbed:
         self._server: ServerHandle | None = None
         self._probe: Probe | None = None
         self._candidate: tuple[ServerHandle, Probe] | None = None
+        self._turns: Alternating | None = None  # --kt-candidate-residency alternate
 
     @functools.cached_property
     def log_dir(self) -> Path:
@@ -85,16 +91,49 @@ class Testbed:
 
     def server(self) -> ServerHandle:
         """The server under test, started (or connected to) on first use."""
+        turns = self._alternating()
+        if turns is not None:
+            return turns.handle(CURRENT)
         if self._server is None:
             handle = self._stack.enter_context(open_server(self.options, self.log_dir, say=self.say))
-            cpus = handle.cpus()
-            self.report.server = {
-                **_server_record(handle),
-                "cpus": format_cpu_list(cpus) if cpus else None,
-                **{k: v for k, v in handle.meta.items() if k in ("threads", "parallel", "model")},
-            }
+            self._record_current(handle)
             self._server = handle
         return self._server
+
+    def _record_current(self, handle: ServerHandle) -> None:
+        cpus = handle.cpus()
+        self.report.server = {
+            **_server_record(handle),
+            "cpus": format_cpu_list(cpus) if cpus else None,
+            **{k: v for k, v in handle.meta.items() if k in ("threads", "parallel", "model")},
+        }
+
+    def _alternating(self) -> Alternating | None:
+        """The current and the candidate server taking turns, when they cannot both be resident."""
+        if self.options.candidate_residency != "alternate":
+            return None
+        if self._turns is None:
+            folder = self.log_dir / CANDIDATE
+            folder.mkdir(exist_ok=True)
+            candidate = candidate_options(self.options)
+            self._turns = Alternating(
+                {
+                    CURRENT: lambda: open_server(self.options, self.log_dir, say=self.say),
+                    CANDIDATE: lambda: open_server(candidate, folder, say=self.say),
+                },
+                self._calibrated_probe,
+                say=self.say,
+                on_start=self._record_start,
+            )
+            self._stack.callback(self._turns.stop)
+        return self._turns
+
+    def _record_start(self, name: str, handle: ServerHandle) -> None:
+        """The report names each server once, from its first start."""
+        if name == CURRENT and not self.report.server:
+            self._record_current(handle)
+        elif name == CANDIDATE and not self.report.candidate:
+            self.report.candidate = {**_server_record(handle), "residency": "alternate"}
 
     def _calibrated_probe(self, server: ServerHandle) -> Probe:
         probe = Probe(
@@ -110,8 +149,9 @@ class Testbed:
 
     def probe(self) -> Probe:
         """A probe for the session's workload, calibrated to the prompt length in tokens."""
+        turns = self._alternating()
         if self._probe is None:
-            probe = self._calibrated_probe(self.server())
+            probe = turns.probe(CURRENT) if turns is not None else self._calibrated_probe(self.server())
             self.report.workload = {
                 "api": self.options.api,
                 "model": probe.model,
@@ -127,16 +167,34 @@ class Testbed:
         Both stay resident, on the same cores, and are measured alternately: an idle server
         waits on its socket and takes no CPU, so each arm runs alone on the cores it measures on.
         """
+        turns = self._alternating()
+        if turns is not None:
+            return turns.arm(CANDIDATE)
         if self._candidate is None:
             self.server()  # the current server first: its cores are the candidate's
             options = candidate_options(self.options)
-            folder = self.log_dir / "candidate"
+            folder = self.log_dir / CANDIDATE
             folder.mkdir(exist_ok=True)
             handle = self._stack.enter_context(open_server(options, folder, say=self.say))
             self.report.candidate = _server_record(handle)
             self._candidate = (handle, self._calibrated_probe(handle))
         handle, probe = self._candidate
         return Arm(probe, handle.processes)
+
+    @functools.cached_property
+    def candidate_actors(self) -> ActorContext:
+        """Actors placed relative to the A/B candidate (its cores, its memory cgroup) in effect quads."""
+        return ActorContext(
+            options=self.options, log_dir=self.log_dir, server=self._candidate_handle, say=self.say
+        )
+
+    def _candidate_handle(self) -> ServerHandle:
+        turns = self._alternating()
+        if turns is not None:
+            return turns.handle(CANDIDATE)
+        self.candidate()
+        assert self._candidate is not None
+        return self._candidate[0]
 
     @functools.cached_property
     def actors(self) -> ActorContext:
@@ -174,22 +232,67 @@ class Testbed:
             trials = self.options.trials
         probe, server = self.probe(), self.server()
         other = self.candidate() if candidate else None  # started and calibrated before measuring
+        turns = self._alternating() if candidate else None
+        current = turns.arm(CURRENT) if turns is not None else None
+        return self._recorded(
+            lambda: compare(
+                probe,
+                condition,
+                label=label,
+                trials=trials,
+                design=design,
+                expectations=expectations,
+                streams=streams,
+                baseline_streams=baseline_streams,
+                processes=server.processes,
+                progress=self.say,
+                log_tail=turns.error_detail if turns is not None else server.error_detail,
+                candidate=other,
+                current=current,
+            )
+        )
+
+    def compare_effects(
+        self,
+        conditions: tuple[Condition, Condition],
+        *,
+        label: str,
+        design: Design,
+        expectations: Sequence[Check],
+        streams: int = 1,
+        baseline_streams: int | None = None,
+    ) -> EffectComparison:
+        """A condition's effect on the A/B candidate against its effect on the current server.
+
+        ``conditions``: the current server's and the candidate's factories (built with
+        :attr:`actors` and :attr:`candidate_actors`). See ``measure.sensitivity``.
+        """
+        self.probe()
+        candidate = self.candidate()  # started and calibrated before measuring
+        turns = self._alternating()
+        current = turns.arm(CURRENT) if turns is not None else Arm(self.probe(), self.server().processes)
+        result = self._recorded(
+            lambda: compare_effects(
+                current,
+                candidate,
+                conditions,
+                label=label,
+                design=design,
+                expectations=expectations,
+                streams=streams,
+                baseline_streams=baseline_streams,
+                progress=self.say,
+                log_tail=turns.error_detail if turns is not None else self.server().error_detail,
+            )
+        )
+        assert isinstance(result, EffectComparison)
+        return result
+
+    def _recorded(self, measure: Callable[[], Comparison]) -> Comparison:
+        """Run a comparison under the machine lock and add it to the report, aborted or not."""
         try:
             with measuring(self.say):
-                result = compare(
-                    probe,
-                    condition,
-                    label=label,
-                    trials=trials,
-                    design=design,
-                    expectations=expectations,
-                    streams=streams,
-                    baseline_streams=baseline_streams,
-                    processes=server.processes,
-                    progress=self.say,
-                    log_tail=server.error_detail,
-                    candidate=other,
-                )
+                result = measure()
         except BaseException as exc:  # Ctrl-C too: nothing measured is lost
             partial = partial_comparison(exc)
             if partial is not None:
@@ -212,4 +315,5 @@ class Testbed:
         self._server = None
         self._probe = None
         self._candidate = None
+        self._turns = None
         self._stack.close()

@@ -25,8 +25,9 @@ from pytest_ktinterf.judge.stats import Interval
 from pytest_ktinterf.options import Options
 from pytest_ktinterf.report.baseline_text import gate_verdicts
 from pytest_ktinterf.server import candidate_options
-from tests.gate_sessions import new_project, session, usable
+from tests.gate_sessions import new_project, server_cmd, session, usable
 
+THROUGHPUT_ITEMS = "candidate and not candidate-"  # candidate[prefill|decode], not the conditions' A/B
 needs_assets = pytest.mark.skipif(
     not usable(), reason="needs llama-server (python -m pytest_ktinterf fetch), 2 cores and root (cgroups)"
 )
@@ -103,6 +104,14 @@ def test_candidate_options_start_the_current_server_again_capped_or_the_given_co
             ["--kt-candidate-cpu-quota=2"],
             "*--kt-candidate-cpu-quota='2' is not a fraction in (0, 1]*",
         ),
+        (
+            ["--kt-candidate-residency=alternate"],
+            "*--kt-candidate-residency=alternate needs a candidate server*-- fix: add --kt-candidate-cmd*",
+        ),
+        (
+            ["--kt-candidate-cpu-quota=0.9", "--kt-candidate-residency=sometimes"],
+            "*--kt-candidate-residency='sometimes' is not valid*-- fix: give one of both, alternate*",
+        ),
     ],
 )
 def test_bad_candidate_options_are_one_line(pytester: pytest.Pytester, args: list[str], line: str) -> None:
@@ -125,7 +134,7 @@ def test_candidate_given_half_its_cpu_is_regressed_with_its_interval(tmp_path: P
         project,
         project / "half.log",
         "-k",
-        "candidate",
+        THROUGHPUT_ITEMS,
         "--kt-candidate-cpu-quota=0.5",
         "--junitxml=junit.xml",
     )
@@ -149,8 +158,90 @@ def test_candidate_given_half_its_cpu_is_regressed_with_its_interval(tmp_path: P
 @needs_assets
 def test_identical_candidate_is_not_called_regressed(tmp_path: Path) -> None:
     project = new_project(tmp_path)
-    code, output = session(project, project / "same.log", "-k", "candidate", "--kt-candidate-cpu-quota=1")
+    code, output = session(
+        project, project / "same.log", "-k", THROUGHPUT_ITEMS, "--kt-candidate-cpu-quota=1"
+    )
     assert code == 0, output
     for metric in ("prefill", "decode"):
         assert _candidate_verdict(project, metric)["word"] != "regressed", output
     assert "gate.toml::candidate[decode] PASSED" in output, output
+
+
+@needs_assets
+def test_alternating_servers_are_never_resident_together_and_each_start_serves_two_trials(
+    tmp_path: Path,
+) -> None:
+    """``--kt-candidate-residency alternate``: one server at a time, n switches for n pairs.
+
+    The candidate has half the CPU, so the verdict is known (regressed at the 25% threshold);
+    what this test is about is the design: every pair begins with the resident server, so the
+    order alternates, each switch is recorded with its cost, and the stopped server's processes
+    were gone before the other started.
+    """
+    project = new_project(tmp_path)
+    code, output = session(
+        project,
+        project / "alternate.log",
+        "-k",
+        f"{THROUGHPUT_ITEMS} and decode",
+        "--kt-candidate-cpu-quota=0.5",
+        "--kt-candidate-residency=alternate",
+    )
+    assert code == 1, output
+    assert _candidate_verdict(project, "decode")["word"] == "regressed", output
+    record = json.loads((project / "report.json").read_text())
+    (ab,) = [c for c in record["comparisons"] if c["id"] == "candidate"]
+    starts = ab["server_starts"]
+    assert len(starts) == ab["pairs"] >= 6, starts
+    assert [s["server"] for s in starts] == ["current", "candidate"] * (len(starts) // 2) + ["current"] * (
+        len(starts) % 2
+    ), starts
+    assert all(s["left_running"] == [] and s["start_s"] > 0 for s in starts), starts
+    # in time order the pairs alternate: candidate first (it was started last), then current first, ...
+    order = [(t["index"], t["arm"]) for t in ab["trials"]]
+    expected = [
+        (i, arm)
+        for i in range(ab["pairs"])
+        for arm in (("condition", "baseline") if i % 2 == 0 else ("baseline", "condition"))
+    ]
+    assert order == expected, order
+    assert record["candidate"]["residency"] == "alternate", record["candidate"]
+
+
+@needs_assets
+def test_candidate_that_spills_onto_the_neighbours_core_is_regressed_in_the_conditions_effect(
+    tmp_path: Path,
+) -> None:
+    """``candidate-<condition>[metric]``: the condition's effect on the candidate against the current's.
+
+    The candidate is the server made more sensitive on purpose (``gate_sessions.server_cmd``'s
+    ``spread``: its engine runs 2 threads on every core, so one shares the "spare" core with the
+    neighbour's stressor and both wait for it at every step). Under CPU stress on spare cores it
+    loses most of its decode while the pinned current server loses little: regressed at 25%
+    on any machine with 2 cores. The record keeps every trial of the four arms and each server's
+    own effect with its interval.
+    """
+    project = new_project(tmp_path)
+    code, output = session(
+        project,
+        project / "effect.log",
+        "-k",
+        "candidate-cpu_spare and decode",
+        f"--kt-candidate-cmd={server_cmd(spread=True)}",
+        "--kt-max-pairs=6",
+        "--junitxml=junit.xml",
+    )
+    assert code == 1, output
+    assert "gate.toml::candidate-cpu_spare[decode] FAILED" in output, output
+    record = json.loads((project / "report.json").read_text())
+    (verdict,) = [v for v in gate_verdicts(record) if v["figure"] == "candidate-cpu_spare decode"]
+    assert verdict["word"] == "regressed" and "the current server's effect" in verdict["reason"], verdict
+    (ab,) = [c for c in record["comparisons"] if c["id"] == "candidate-cpu_spare"]
+    arms = [t["arm"] for t in ab["trials"]]
+    for arm in ("current baseline", "current condition", "candidate baseline", "candidate condition"):
+        assert arms.count(arm) == ab["pairs"] == 6, arms
+    effects = ab["effects"]
+    assert effects["candidate"]["decode"]["hi"] < effects["current"]["decode"]["lo"], effects
+    assert ab["ratios"]["decode"]["hi"] < 1, ab["ratios"]
+    condition_trials = [t for t in ab["trials"] if t["arm"].endswith("condition")]
+    assert all(t["actor"] for t in condition_trials), "every condition trial carries its actor's evidence"

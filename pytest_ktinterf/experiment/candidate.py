@@ -6,38 +6,51 @@ the machine's drift, which separate sessions do not (``baseline/gate.py`` has to
 spread between sessions; on a shared 2-core VM that spread alone hides a 20% loss).
 
 With ``--kt-candidate-cmd`` or ``--kt-candidate-cpu-quota`` an experiment file gets the items
-``candidate[prefill]`` and ``candidate[decode]``. Both servers are resident on the same cores and
-measured alternately at the file's stream count; each metric is judged with the gate's three
-verdicts (``baseline.gate.same_session_check``) against the user's ``--kt-baseline-fail``
-threshold: *regressed* when the change is past the threshold and the whole interval lies below
-no change, *inconclusive* (more pairs by the file's design, then reported) when past the
-threshold within the pairs' noise.
+``candidate[prefill]`` and ``candidate[decode]`` (uncontended throughput) and, per condition,
+``candidate-<condition>[metric]``: its effect on the candidate against its effect on the current
+server (is the upgrade more sensitive to its neighbours? ``measure.sensitivity``). Both servers
+are resident on the same cores and measured alternately (or, with
+``--kt-candidate-residency alternate``, started in turns: ``server/alternating.py``). Each
+metric is judged with the gate's three verdicts (``baseline.gate.same_session_check``) against
+the user's ``--kt-baseline-fail`` threshold: *regressed* when the change is past the threshold
+and the whole interval lies below no change, *pass* when the whole interval lies above the
+threshold's loss, *inconclusive* (more pairs by the design, then reported) otherwise.
 """
 
 from __future__ import annotations
 
 import contextlib
 
-from pytest_ktinterf.baseline.gate import same_session_check
+import pytest
+
+from pytest_ktinterf.baseline.gate import GateCheck, same_session_check
 from pytest_ktinterf.baseline.thresholds import threshold_for
-from pytest_ktinterf.experiment.schema import Experiment
-from pytest_ktinterf.measure.compare import METRICS, Comparison
+from pytest_ktinterf.experiment.interfere import condition_factory, skip_reason
+from pytest_ktinterf.experiment.schema import ConditionSpec, Experiment
+from pytest_ktinterf.measure.compare import CANDIDATE, METRICS, Comparison
 from pytest_ktinterf.testbed import Testbed
 
-CANDIDATE = "candidate"  # the items' name and the comparison's id
 VERSUS = "the current server"
+VERSUS_EFFECT = "the current server's effect"
+
+
+def effect_item(condition_id: str) -> str:
+    """The name of a condition's A/B item (before ``[metric]``): ``candidate-cpu_server``."""
+    return f"{CANDIDATE}-{condition_id}"
+
+
+def _checks(testbed: Testbed, figure: str, metrics: set[str], versus: str) -> list[GateCheck]:
+    settings = testbed.options.baseline
+    return [
+        same_session_check(f"{figure} {m}", m, threshold_for(settings.thresholds, m), versus, settings.strict)
+        for m in METRICS
+        if m in metrics
+    ]
 
 
 def run(testbed: Testbed, experiment: Experiment, metrics: set[str], experiment_name: str) -> Comparison:
     """Interleaved current/candidate pairs at the file's stream count, judged per metric."""
-    settings = testbed.options.baseline
-    checks = [
-        same_session_check(
-            f"{CANDIDATE} {m}", m, threshold_for(settings.thresholds, m), VERSUS, settings.strict
-        )
-        for m in METRICS
-        if m in metrics
-    ]
+    checks = _checks(testbed, CANDIDATE, metrics, VERSUS)
     comparison = testbed.compare(
         lambda: contextlib.nullcontext(None),
         label=f"the candidate server against {VERSUS}",
@@ -47,5 +60,30 @@ def run(testbed: Testbed, experiment: Experiment, metrics: set[str], experiment_
         candidate=True,
     )
     comparison.id = CANDIDATE
+    comparison.experiment = experiment_name
+    return comparison
+
+
+def run_condition(
+    testbed: Testbed, spec: ConditionSpec, metrics: set[str], experiment_name: str
+) -> Comparison:
+    """The condition's effect on the candidate against its effect on the current server.
+
+    Interleaved quads (``measure.sensitivity``) with the condition's own design and streams;
+    judged with the gate's three verdicts on candidate effect / current effect: *regressed*
+    when the candidate loses more to the neighbour by more than the threshold, beyond the noise.
+    """
+    reason = skip_reason(spec, testbed)
+    if reason is not None:
+        pytest.skip(reason)
+    comparison = testbed.compare_effects(
+        (condition_factory(spec, testbed.actors), condition_factory(spec, testbed.candidate_actors)),
+        label=f"{spec.label}: the candidate's effect against {VERSUS_EFFECT}",
+        design=spec.design.capped(testbed.options.max_pairs),
+        expectations=_checks(testbed, effect_item(spec.id), metrics, VERSUS_EFFECT),
+        streams=spec.streams or 1,
+        baseline_streams=spec.baseline_streams,
+    )
+    comparison.id = effect_item(spec.id)
     comparison.experiment = experiment_name
     return comparison

@@ -102,6 +102,14 @@ class ExperimentFile(pytest.File):
                     name=f"{candidate.CANDIDATE}[{metric}]",
                     callobj=_item_function(self, candidate.CANDIDATE, metric, _candidate_runner(self)),
                 )
+            for condition in self.experiment.conditions:  # and is it more sensitive to neighbours?
+                name = candidate.effect_item(condition.id)
+                for metric in [m for m in condition.metrics if m in candidate.METRICS]:
+                    yield ConditionItem.from_parent(
+                        self,
+                        name=f"{name}[{metric}]",
+                        callobj=_item_function(self, name, metric, _effect_runner(self, condition)),
+                    )
 
 
 class ConditionItem(pytest.Function):
@@ -155,6 +163,19 @@ def _candidate_runner(node: ExperimentFile) -> Runner:
             testbed,
             node.experiment,
             _selected_metrics(node, candidate.CANDIDATE) or set(candidate.METRICS),
+            str(node.path.relative_to(node.config.rootpath)),
+        )
+
+    return measure
+
+
+def _effect_runner(node: ExperimentFile, condition: ConditionSpec) -> Runner:
+    def measure(testbed: Testbed) -> Comparison:
+        name = candidate.effect_item(condition.id)
+        return candidate.run_condition(
+            testbed,
+            condition,
+            _selected_metrics(node, name) or set(candidate.METRICS),
             str(node.path.relative_to(node.config.rootpath)),
         )
 

@@ -16,6 +16,7 @@ from typing import Any
 import psutil
 import pytest
 
+from pytest_ktinterf.actors.builders import ActorContext
 from pytest_ktinterf.actors.registry import ACTORS, CORES, build, check_params, refusal
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.experiment.schema import ConditionSpec
@@ -60,12 +61,16 @@ def skip_reason(spec: ConditionSpec, testbed: Testbed) -> str | None:
     return None
 
 
-def condition_factory(spec: ConditionSpec, testbed: Testbed) -> Condition:
-    """A zero-argument callable building a fresh actor per condition trial (or none)."""
+def condition_factory(spec: ConditionSpec, actors: ActorContext) -> Condition:
+    """A zero-argument callable building a fresh actor per condition trial (or none).
+
+    ``actors`` places it: "server" cores and a contained overflow are those of the server it
+    is measured with (``Testbed.actors``; the A/B candidate's are ``Testbed.candidate_actors``).
+    """
     if ACTORS[spec.actor].build is None:
         return contextlib.nullcontext
     params = dict(spec.params)
-    return lambda: build(spec.actor, testbed.actors, **params)
+    return lambda: build(spec.actor, actors, **params)
 
 
 def run(testbed: Testbed, spec: ConditionSpec, *, metrics: set[str] | None = None,
@@ -100,7 +105,7 @@ def run(testbed: Testbed, spec: ConditionSpec, *, metrics: set[str] | None = Non
         expectations += testbed.gate.condition_checks(figure, metrics or spec.metrics, spec.gate)
     try:
         comparison = testbed.compare(
-            condition_factory(spec, testbed),
+            condition_factory(spec, testbed.actors),
             label=spec.label,
             streams=streams,
             baseline_streams=spec.baseline_streams,

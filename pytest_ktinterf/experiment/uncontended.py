@@ -114,6 +114,11 @@ def _verdicts(
                     "fails": verdict.fails,
                     "reason": verdict.reason,
                     "trials": len(values),
+                    # the numbers behind the words, for plots and tools (tok/s)
+                    "streams": count,
+                    "center": check.center,
+                    "band": [check.band[0], check.band[1]] if check.band_text() != "unknown" else None,
+                    "sessions": list(check.sessions),
                 }
             )
             found.setdefault(metric, []).append((verdict.fails, f"{check.figure}: {verdict.line()}"))

@@ -11,7 +11,9 @@ should not pull matplotlib into every test environment, and two chart shapes do 
   only hard claims and gates colour a dot. What a hard claim accepts is shaded, and the
   report's own effect (``report_effect`` in the experiment file) is a hollow diamond;
 * ``throughput_svg`` (``throughput_plot.py``): aggregate prefill and decode tokens/s per
-  concurrency (median round), with the sum of per-stream rates marked beside it.
+  stream count, grouped bars of each series the record holds: this run (median round, with
+  the sum of per-stream rates marked beside it), the stored baseline (with its unchanged band)
+  and the same-session A/B's current and candidate servers (with their paired change).
 """
 
 from __future__ import annotations

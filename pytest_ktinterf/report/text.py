@@ -87,6 +87,18 @@ def streams_cell(comparison: dict[str, Any]) -> str:
     return f"{streams}" if baseline in (None, streams) else f"{streams} vs {baseline}"
 
 
+def _switches(record: dict[str, Any]) -> str:
+    """What taking turns cost (``--kt-candidate-residency alternate``): the reader weighs it."""
+    starts = [s for c in record.get("comparisons", []) for s in c.get("server_starts", [])]
+    if not starts:
+        return ""
+    seconds = sorted(s.get("start_s", 0.0) + s.get("warm_up_s", 0.0) for s in starts)
+    return (
+        f"; started in turns with the server (never both resident): {len(starts)} switches, "
+        f"median {seconds[len(seconds) // 2]:.1f} s each with its warm-up"
+    )
+
+
 def header_lines(record: dict[str, Any]) -> list[str]:
     """The server, the candidate (A/B) and the workload, one line each."""
     out: list[str] = []
@@ -102,7 +114,7 @@ def header_lines(record: dict[str, Any]) -> list[str]:
     if candidate:  # same-session A/B (experiment/candidate.py): its identity, beside the server's
         out.append(
             f"candidate: {candidate.get('description')} at {candidate.get('url')}"
-            f"; {describe(candidate.get('identity') or {})}"
+            f"; {describe(candidate.get('identity') or {})}" + _switches(record)
         )
     w = record.get("workload") or {}
     if w:

@@ -1,7 +1,9 @@
 """Benchmark: same-session A/B's detection and false-regression rates, on this machine.
 
 Run: ``python -m tests.benchmarks.bench_candidate [repetitions] [threshold] [max pairs] [quota]
-[backend]`` (default 10, 5%, 30, 0.9, process). Each repetition is one real child session of the
+[backend] [residency]`` (default 10, 5%, 30, 0.9, process, both; residency ``alternate``: the two
+servers are started in turns, never resident together, and each switch's cost is printed).
+Each repetition is one real child session of the
 small experiment of ``tests/gate_sessions.py`` (llama-server on the last core, started by the
 process backend from its command, or by the embedded backend) running only its ``candidate``
 items, alternately:
@@ -36,12 +38,14 @@ def main(argv: list[str]) -> int:
     max_pairs = argv[3] if len(argv) > 3 else "30"
     quota = argv[4] if len(argv) > 4 else "0.9"
     embedded = (argv[5] if len(argv) > 5 else "process") == "embedded"
+    residency = argv[6] if len(argv) > 6 else "both"
     if not usable():
         print("needs llama-server (python -m pytest_ktinterf fetch), 2 cores and root")
         return 2
     started = time.monotonic()
-    false_regressions = identical = detected = capped = 0
+    false_regressions = identical = identical_passed = detected = capped = 0
     changes: list[float] = []
+    switches: list[float] = []  # seconds per server switch (start until ready, plus warm-up)
     with tempfile.TemporaryDirectory(prefix="bench-candidate-") as tmp:
         project = new_project(Path(tmp))
         for r in range(repetitions):
@@ -52,9 +56,10 @@ def main(argv: list[str]) -> int:
                 project,
                 project / f"s{r}.log",
                 "-k",
-                "candidate",
+                "candidate and not candidate-",  # the throughput items only
                 f"--kt-candidate-cpu-quota={cap}",
                 f"--kt-max-pairs={max_pairs}",
+                f"--kt-candidate-residency={residency}",
                 threshold=threshold,
                 embedded=embedded,
             )
@@ -73,9 +78,12 @@ def main(argv: list[str]) -> int:
             else:
                 identical += 1
                 false_regressions += any(v["word"] == "regressed" for v in verdicts.values())
+                identical_passed += all(v["word"] == "pass" for v in verdicts.values())
+            starts = comparison.get("server_starts", [])
+            switches += [s["start_s"] + s["warm_up_s"] for s in starts]
             print(
                 f"session {r + 1} ({'capped ' + cap if slower else 'identical'}): exit {code}, "
-                f"{pairs} pairs, {time.monotonic() - t0:.0f} s",
+                f"{pairs} pairs, {len(starts)} server switches, {time.monotonic() - t0:.0f} s",
                 flush=True,
             )
             for metric in ("prefill", "decode"):
@@ -83,11 +91,20 @@ def main(argv: list[str]) -> int:
                 if v is not None:
                     print(f"    {metric}: {v['word']} -- {v['reason'][:150]}", flush=True)
     backend = "embedded" if embedded else "process"
-    print(f"threshold {threshold}; max pairs {max_pairs}; cap {quota}; {repetitions} sessions; {backend}")
+    print(
+        f"threshold {threshold}; max pairs {max_pairs}; cap {quota}; {repetitions} sessions; {backend}; "
+        f"residency {residency}"
+    )
     print(f"false regressions (identical candidate, either metric): {wilson(false_regressions, identical)}")
+    print(f"identical candidate passed (both metrics pass): {wilson(identical_passed, identical)}")
     print(f"detection (candidate capped at {quota}, decode regressed): {wilson(detected, capped)}")
     if changes:
         print(f"capped decode change, median of {len(changes)}: {100 * statistics.median(changes):+.1f}%")
+    if switches:
+        print(
+            f"server switches: {len(switches)}, median {statistics.median(switches):.1f} s each "
+            f"(start until ready, plus one warm-up round), {sum(switches):.0f} s in all"
+        )
     print(f"run time {time.monotonic() - started:.0f} s")
     return 0
 

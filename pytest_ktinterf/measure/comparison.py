@@ -1,0 +1,217 @@
+"""A comparison's trials and verdicts: what ``measure.compare`` measures and every report reads.
+
+Kept apart from the measuring loop (``compare.py``) so that reports, the baseline store and the
+outcome files need only the data, not the machinery that produced it.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_ktinterf.errors import KtInterfError
+from pytest_ktinterf.judge.stats import Interval, paired_ratio_ci
+from pytest_ktinterf.judge.verdict import Check, Verdict, decided, expect_degraded, judge
+from pytest_ktinterf.measure.samples import RoundSample
+
+METRICS = ("prefill", "decode")
+ARMS = ("baseline", "condition")
+CANDIDATE = "candidate"  # the same-session A/B comparison's id (experiment/candidate.py), its items'
+COMPLETE = "complete"
+ABORTED = "aborted"
+
+
+@dataclass
+class Trial:
+    """One arm's trial: its first round, any further rounds, and the actor's evidence."""
+
+    arm: str
+    index: int
+    round: RoundSample
+    actor: dict[str, Any] | None = None
+    more: list[RoundSample] = field(default_factory=list)
+
+    def metric(self, name: str) -> float:
+        """The median over the trial's rounds (the round's own figure with one round)."""
+        values = [r.metric(name) for r in (self.round, *self.more)]
+        return values[0] if len(values) == 1 else statistics.median(values)
+
+
+@dataclass
+class Comparison:
+    """All trials of one condition against its baseline, and the verdicts drawn from them."""
+
+    label: str
+    streams: int
+    trials: list[Trial] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    baseline_streams: int | None = None
+    expectations: list[Check] = field(default_factory=list)  # expect, report and gate checks
+    reference: dict[str, str] = field(default_factory=dict)
+    reference_effect: dict[str, float] = field(default_factory=dict)  # the report's own sizes
+    id: str | None = None
+    experiment: str | None = None
+    status: str = COMPLETE
+    reason: str | None = None  # why it was aborted: the error's one line
+    error: str | None = None  # the error's type
+    log_tail: str | None = None  # the server's state and log tail when it was aborted
+    unpaired: list[Trial] = field(default_factory=list)  # trials of the pair the error cut short
+    server_starts: list[dict[str, Any]] = field(default_factory=list)  # switches of servers taking turns
+
+    @property
+    def aborted(self) -> bool:
+        return self.status == ABORTED
+
+    def abort(self, exc: BaseException, log_tail: str | None = None) -> None:
+        """Mark the comparison stopped by ``exc``: finished pairs stay, a half pair moves aside."""
+        self.status = ABORTED
+        self.reason = error_line(exc)
+        self.error = type(exc).__name__
+        self.log_tail = log_tail
+        paired, kept, seen = self.pairs, [], {"baseline": 0, "condition": 0}
+        for trial in self.trials:
+            seen[trial.arm] = seen.get(trial.arm, 0) + 1
+            (kept if seen[trial.arm] <= paired else self.unpaired).append(trial)
+        self.trials = kept
+
+    def values(self, arm: str, metric: str) -> list[float]:
+        return [t.metric(metric) for t in self.trials if t.arm == arm]
+
+    @property
+    def pairs(self) -> int:
+        return min(len(self.values("baseline", "prefill")), len(self.values("condition", "prefill")))
+
+    def measured(self, metric: str) -> bool:
+        """Whether the metric was measured in every trial (``vram`` is not without a GPU)."""
+        return all(math.isfinite(v) for arm in ("baseline", "condition") for v in self.values(arm, metric))
+
+    def ratio(self, metric: str) -> Interval:
+        """condition / baseline from the interleaved pairs, with its exact 95% interval."""
+        n = self.pairs
+        return paired_ratio_ci(self.values("condition", metric)[:n], self.values("baseline", metric)[:n])
+
+    def _recorded_ratio(self, metric: str) -> Interval | None:
+        """The ratio where it exists (two usable pairs at least; an aborted comparison may have fewer)."""
+        if not self.measured(metric):
+            return None
+        try:
+            return self.ratio(metric)
+        except ValueError:
+            return None
+
+    def decided(self) -> bool:
+        """Whether every check that can fail is decided at the pairs measured so far.
+
+        The report's cells never fail, so they never buy pairs: they are judged at whatever
+        count the claims and the gate needed.
+        """
+        return all(
+            decided(e, self.ratio(e.metric))
+            for e in self.expectations
+            if e.kind != "report" and self.measured(e.metric)
+        )
+
+    def judge(self) -> list[Verdict]:
+        """Final verdicts for every expectation whose metric was measured."""
+        self.verdicts = [
+            judge(e, self.ratio(e.metric), pairs=self.pairs)
+            for e in self.expectations
+            if self.measured(e.metric)
+        ]
+        return self.verdicts
+
+    def expect_degraded(self, metric: str, at_least: float) -> Verdict:
+        verdict = expect_degraded(metric, self.ratio(metric), at_least, pairs=self.pairs)
+        self.verdicts.append(verdict)
+        return verdict
+
+    def progress_figures(self) -> str:
+        """The last pair's figures, for the live progress line."""
+        b, c = (next(t for t in reversed(self.trials) if t.arm == a) for a in ARMS)
+        return (
+            f"prefill {b.metric('prefill'):.1f} -> {c.metric('prefill'):.1f}, "
+            f"decode {b.metric('decode'):.1f} -> {c.metric('decode'):.1f} tok/s"
+        )
+
+    def failures(self) -> list[Verdict]:
+        return [v for v in self.verdicts if v.fails]
+
+    def to_record(self) -> dict[str, Any]:
+        metrics = list(dict.fromkeys([*METRICS, *(e.metric for e in self.expectations)]))
+        aborted = (
+            {
+                "reason": self.reason,
+                "error": self.error,
+                "log_tail": self.log_tail,
+                "unpaired_trials": [_trial_record(t) for t in self.unpaired],
+            }
+            if self.aborted
+            else {}
+        )
+        return {
+            "label": self.label,
+            "id": self.id,
+            "experiment": self.experiment,
+            "streams": self.streams,
+            "baseline_streams": self.baseline_streams or self.streams,
+            "pairs": self.pairs,
+            "status": self.status,
+            **aborted,
+            "reference": self.reference,
+            **({"reference_effect": self.reference_effect} if self.reference_effect else {}),
+            "expected": {e.metric: e.describe() for e in self.expectations if e.kind == "expect"},
+            # the ratios each hard claim accepts [lo, hi] (hi None: no upper end), for the plots
+            "claimed": {
+                e.metric: [r[0], r[1] if math.isfinite(r[1]) else None]
+                for e in self.expectations
+                if e.kind == "expect" and (r := getattr(e, "region", None)) is not None
+            },
+            "ratios": {
+                m: {"point": r.point, "lo": r.lo, "hi": r.hi, "confidence": r.confidence}
+                for m in metrics
+                for r in [self._recorded_ratio(m)]
+                if r is not None
+            },
+            "verdicts": [
+                {
+                    "metric": v.metric,
+                    "expectation": v.expectation,
+                    "status": v.status,
+                    "kind": v.kind,
+                    "word": v.word,
+                    "fails": v.fails,
+                    "passed": v.passed,
+                    "reason": v.reason,
+                    "pairs": v.pairs,
+                }
+                for v in self.verdicts
+            ],
+            "trials": [_trial_record(t) for t in self.trials],
+            **({"server_starts": self.server_starts} if self.server_starts else {}),
+        }
+
+
+def _trial_record(t: Trial) -> dict[str, Any]:
+    return {
+        "arm": t.arm,
+        "index": t.index,
+        "actor": t.actor,
+        **t.round.to_record(),
+        **({"more_rounds": [r.to_record() for r in t.more]} if t.more else {}),
+    }
+
+
+def error_line(exc: BaseException) -> str:
+    """The error in one line: a plugin error's cause and fix, else its type and first line."""
+    if isinstance(exc, KtInterfError):
+        return exc.line()
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def partial_comparison(exc: BaseException) -> Comparison | None:
+    """The aborted comparison an error carries (set by :func:`compare`), or None."""
+    found = getattr(exc, "comparison", None)
+    return found if isinstance(found, Comparison) else None
