@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -276,6 +277,32 @@ def _choice(name: str, value: str | None, choices: tuple[str, ...]) -> str:
     return text
 
 
+def _url(value: str | None) -> str | None:
+    """``--kt-url`` checked at start: ``127.0.0.1:9`` would otherwise fail later, blaming the server.
+
+    Without a scheme httpx reads ``localhost`` of ``localhost:8080`` as the scheme, and the
+    external backend then says "check that it is an OpenAI-compatible server" about a typo.
+    """
+    if value is None:
+        return None
+    text = value.strip().rstrip("/")
+    parts = urlsplit(text)
+    try:
+        port_ok = parts.port != 0
+    except ValueError:  # not a number, or above 65535
+        port_ok = False
+    if "://" not in text and parts.scheme.lower() not in ("http", "https"):
+        problem, fix = "has no scheme", f"add http://, e.g. --kt-url http://{text}"
+    elif parts.scheme.lower() not in ("http", "https"):
+        problem, fix = "is not an HTTP URL", f"use http:// or https://, e.g. --kt-url http://{parts.netloc}"
+    elif not parts.hostname or not port_ok:
+        problem = "has no host" if not parts.hostname else "has an invalid port"
+        fix = "give the server's host and port, e.g. --kt-url http://127.0.0.1:8080"
+    else:
+        return text
+    raise KtInterfError(f"--kt-url={value!r} {problem}", fix)
+
+
 def _baseline(config: pytest.Config, raw: dict[str, str | None]) -> BaselineSettings:
     flag = {name: bool(config.getoption("kt_" + name.replace("-", "_"), default=False)) for name, _ in FLAGS}
     return BaselineSettings(
@@ -293,6 +320,7 @@ def _baseline(config: pytest.Config, raw: dict[str, str | None]) -> BaselineSett
 def from_config(config: pytest.Config) -> Options:
     """Resolve and validate all options from a pytest config."""
     raw = {opt.name: _raw(config, opt) for opt in _OPTIONS}
+    url = _url(raw["url"])
     backend = raw["backend"] or (
         "external"
         if raw["url"]
@@ -341,7 +369,7 @@ def from_config(config: pytest.Config) -> Options:
         )
     return Options(
         backend=backend,
-        url=raw["url"].rstrip("/") if raw["url"] else None,
+        url=url,
         server_cmd=raw["server-cmd"],
         server_port=_int("server-port", raw["server-port"]),
         llama_server=raw["llama-server"],

@@ -32,6 +32,7 @@ from pytest_ktinterf.report.text import render_lines
 from pytest_ktinterf.system.docker_engine import reap_containers
 from pytest_ktinterf.system.lock import EXCLUSIVE, SHARED, hold
 from pytest_ktinterf.system.reap import reap_leftovers
+from pytest_ktinterf.system.session_logs import reap_session_logs
 
 MARKER = "interference"
 XDIST_GROUP = "ktinterf-machine"
@@ -87,7 +88,11 @@ def _uses_plugin(item: pytest.Item) -> bool:
 
 
 def _activate(config: pytest.Config) -> None:
-    """The first time the plugin is used in this process: reap what a killed session left."""
+    """The first time the plugin is used in this process: reap what a killed session left.
+
+    Processes, cgroups and containers of dead sessions, and their weights copies and old log
+    folders (``system/session_logs.py``).
+    """
     config.stash[active_key] = True
     if config.stash.get(_reaped_key, False):
         return
@@ -97,6 +102,8 @@ def _activate(config: pytest.Config) -> None:
     writer = config.get_terminal_writer()
     for line in reaped:
         writer.line(f"ktinterf: reaped leftover {line} from a session that died", yellow=True)
+    for line in reap_session_logs(config.rootpath):  # weights copies, and old log folders
+        writer.line(f"ktinterf: {line}", yellow=True)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ExperimentFile | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from pytest_ktinterf.server.alternating import Alternating
 from pytest_ktinterf.server.identity import identify
 from pytest_ktinterf.system.cpus import format_cpu_list
 from pytest_ktinterf.system.lock import measuring
+from pytest_ktinterf.system.session_logs import session_log_dir
 
 CURRENT = "current"  # the A/B's two servers are CURRENT and CANDIDATE (also the latter's log folder)
 
@@ -84,8 +84,12 @@ class Testbed:
 
     @functools.cached_property
     def log_dir(self) -> Path:
-        """Where server and actor logs go (kept after the run, for post-mortems)."""
-        path = Path(self.rootpath, ".ktinterf", "logs", f"session-{os.getpid()}")
+        """Where server and actor logs go (kept after the run, for post-mortems).
+
+        Once this session is gone, a later one deletes any weights copy left here and, beyond
+        the newest dead sessions' folders, the folder itself (``system/session_logs.py``).
+        """
+        path = session_log_dir(self.rootpath)
         path.mkdir(parents=True, exist_ok=True)
         return path
 

@@ -249,8 +249,23 @@ def test_a_newer_schema_asks_for_an_upgrade(tmp_path: Path) -> None:
 
 
 def test_a_missing_file_is_one_line_too(tmp_path: Path) -> None:
-    with pytest.raises(KtInterfError, match=r"cannot read .*nowhere\.json"):
+    with pytest.raises(KtInterfError, match=r"nowhere\.json cannot be read: .* -- fix: check the path"):
         BaselineFile.load(tmp_path / "nowhere.json")
+
+
+def test_a_file_that_is_not_utf8_is_one_line_naming_the_byte(tmp_path: Path) -> None:
+    """Not a UnicodeDecodeError traceback (issue 13); and ``closest`` skips such a file."""
+    path = tmp_path / "bad.json"
+    content = b'{"format": "caf\xe9"}'  # Latin-1
+    path.write_bytes(content)
+    with pytest.raises(KtInterfError) as caught:
+        BaselineFile.load(path)
+    offset = content.index(b"\xe9")
+    assert caught.value.line() == (
+        f"{path} is not UTF-8: byte 0xe9 at offset {offset} (invalid continuation byte) "
+        "-- fix: save it as UTF-8"
+    )
+    assert closest(tmp_path, Fingerprint(KEYED)) is None
 
 
 # -- finding the file ---------------------------------------------------------------------------

@@ -409,6 +409,25 @@ def test_an_unreadable_file_is_an_experiment_file_error(tmp_path: Path):
     assert info.value.key == "(file)"
 
 
+def test_a_file_that_is_not_utf8_names_the_byte_offset_and_the_fix(tmp_path: Path):
+    """A Latin-1 'café': the error says where the bad byte is, so it can be found in an editor."""
+    latin1 = (HEAD.replace("a test experiment", "caf\xe9") + CPU).encode("latin-1")
+    path = tmp_path / "exp.toml"
+    path.write_bytes(latin1)
+    with pytest.raises(ExperimentFileError) as info:
+        load_experiment(path)
+    offset = latin1.index(b"\xe9")
+    assert info.value.key == "(file)"
+    assert f"is not UTF-8: byte 0xe9 at offset {offset} " in str(info.value)
+    assert str(info.value).endswith("-- fix: save it as UTF-8")
+
+
+def test_a_utf8_file_with_a_bom_loads(tmp_path: Path):
+    path = tmp_path / "exp.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + (HEAD + CPU).encode())
+    assert [c.id for c in load_experiment(path).conditions] == ["cpu"]
+
+
 def test_workload_streams_are_every_conditions_default(tmp_path: Path):
     text = HEAD + "[workload]\nstreams = 4\n" + CPU + RAM + "streams = 2\n"
     experiment = load_experiment(write(tmp_path, "exp.toml", text))
@@ -782,3 +801,27 @@ def test_a_broken_file_is_a_collection_error_without_a_traceback(
     assert "broken.toml" in line and "expected" in line
     assert "Traceback" not in out
     assert out.count("expected") <= 3  # one message (and the short summary), not a wall
+
+
+def test_a_file_that_is_not_utf8_is_one_collection_line_without_a_traceback(pytester: pytest.Pytester):
+    """It used to escape as tomllib's UnicodeDecodeError traceback (issue 13)."""
+    pytester.makefile(".toml", **{"experiments/x": VALID})
+    broken = pytester.path / "experiments" / "broken.toml"
+    broken.write_bytes(b"\xff\xfe title\n" + VALID.encode())  # a UTF-16 BOM, then text
+    result = pytester.runpytest("--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    out = result.stdout.str()
+    assert "Traceback" not in out and "UnicodeDecodeError" not in out
+    lines = [row for row in out.splitlines() if "is not UTF-8" in row]
+    assert len(lines) == 1, out
+    assert "broken.toml: [(file)] is not UTF-8: byte 0xff at offset 0 " in lines[0]
+    assert lines[0].endswith("-- fix: save it as UTF-8")
+
+
+def test_a_toml_file_that_is_not_ours_may_be_any_encoding(pytester: pytest.Pytester):
+    """Recognising a file never decodes strictly: an ML project's Latin-1 config is left alone."""
+    pytester.makefile(".toml", **{"experiments/x": VALID})
+    (pytester.path / "experiments" / "settings.toml").write_bytes(b'name = "caf\xe9"\n')
+    result = pytester.runpytest("--collect-only", "-q")
+    assert result.ret == 0, result.stdout.str()
+    assert [line for line in result.stdout.lines if "::" in line] == ITEMS

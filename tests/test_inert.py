@@ -59,6 +59,18 @@ def dead_owner_record(tmp_path: Path) -> Path:
         sleeper.wait()
 
 
+@pytest.fixture
+def dead_session_logs(pytester: pytest.Pytester) -> Path:
+    """The log folder of a SIGKILLed session: its weights copy left beside its log."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    folder = pytester.path / ".ktinterf" / "logs" / f"session-{dead.pid}"
+    folder.mkdir(parents=True)
+    (folder / "server-embedded.log").write_text("llama-server log\n")
+    (folder / "weights-40123-SmolLM2-135M.gguf").write_bytes(b"\0" * 1000)
+    return folder
+
+
 def run_project(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     pytester.makepyfile(test_ordinary=ORDINARY)
     pytester.mkdir("experiments")
@@ -66,18 +78,19 @@ def run_project(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
 
 
-def test_unused_plugin_does_nothing(pytester, tmp_path, monkeypatch, dead_owner_record):
+def test_unused_plugin_does_nothing(pytester, tmp_path, monkeypatch, dead_owner_record, dead_session_logs):
     monkeypatch.setenv("KTINTERF_STATE_DIR", str(tmp_path / "state"))
+    planted = sorted((pytester.path / ".ktinterf").rglob("*"))
     result = run_project(pytester)
     result.assert_outcomes(passed=2)
     said = [line for line in result.outlines + result.errlines if not line.startswith("plugins:")]
     assert not [line for line in said if "ktinterf" in line], said
     assert not (tmp_path / "state" / "measure.lock").exists()
     assert dead_owner_record.exists()  # not reaped: nothing of the plugin's ran
-    assert not (pytester.path / ".ktinterf").exists()
+    assert sorted((pytester.path / ".ktinterf").rglob("*")) == planted  # nothing added, nothing reaped
 
 
-def test_a_kt_option_wakes_the_plugin(pytester, tmp_path, monkeypatch, dead_owner_record):
+def test_a_kt_option_wakes_the_plugin(pytester, tmp_path, monkeypatch, dead_owner_record, dead_session_logs):
     """The counterpart: the same project with a ``--kt-*`` option reaps, locks and says so."""
     monkeypatch.setenv("KTINTERF_STATE_DIR", str(tmp_path / "state"))
     result = run_project(pytester, "--kt-max-pairs=6")
@@ -85,6 +98,10 @@ def test_a_kt_option_wakes_the_plugin(pytester, tmp_path, monkeypatch, dead_owne
     assert "reaped leftover planted" in result.stdout.str()
     assert not dead_owner_record.exists()
     assert (tmp_path / "state" / "measure.lock").exists()
+    result.stdout.fnmatch_lines(
+        ["ktinterf: removed the weights copy *weights-40123-SmolLM2-135M.gguf (0 MB)*"]
+    )
+    assert [p.name for p in dead_session_logs.iterdir()] == ["server-embedded.log"]  # the log stays
 
 
 def test_experiment_files_are_recognised_by_their_table(pytester, tmp_path, monkeypatch):

@@ -38,6 +38,50 @@ def test_bad_core_list_is_a_usage_error_naming_the_option(pytester: pytest.Pytes
     assert "Traceback" not in result.stderr.str()
 
 
+@pytest.mark.parametrize(
+    ("url", "line"),
+    [
+        (
+            "127.0.0.1:9",
+            "*--kt-url='127.0.0.1:9' has no scheme -- fix: add http://, e.g. --kt-url http://127.0.0.1:9",
+        ),
+        (
+            "localhost:8080",
+            "*--kt-url='localhost:8080' has no scheme -- fix: add http://, e.g. *http://localhost:8080",
+        ),
+        (
+            "ftp://127.0.0.1:9",
+            "*--kt-url='ftp://127.0.0.1:9' is not an HTTP URL -- fix: use http:// or https://*",
+        ),
+        ("http://", "*--kt-url='http://' has no host -- fix: give the server's host and port*"),
+        ("http://127.0.0.1:port", "*--kt-url='http://127.0.0.1:port' has an invalid port -- fix: *"),
+    ],
+    ids=["no scheme", "host:port", "other scheme", "no host", "bad port"],
+)
+def test_a_bad_url_is_a_usage_error_naming_the_option(pytester: pytest.Pytester, url: str, line: str):
+    """Refused at start, not later as "check that it is an OpenAI-compatible server"."""
+    pytester.makepyfile("def test_needs_server(kt_server):\n    pass\n")
+    result = pytester.runpytest_subprocess(f"--kt-url={url}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([line])
+    out = result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in out and "OpenAI-compatible" not in out
+    assert sum("--kt-url=" in row for row in out.splitlines()) == 1, out
+
+
+def test_a_good_url_is_kept_without_its_trailing_slash(pytester: pytest.Pytester):
+    pytester.makeconftest(
+        """
+        from pytest_ktinterf.options import options_key
+
+        def pytest_report_header(config):
+            return f"url={config.stash[options_key].url}"
+        """
+    )
+    result = pytester.runpytest_subprocess("--kt-url= https://[::1]:8080/ ", "--collect-only")
+    result.stdout.fnmatch_lines(["url=https://[[]::1[]]:8080"])
+
+
 @given(st.sets(st.sampled_from(CORES), min_size=1))
 def test_cpu_list_round_trip(cores):
     assert parse_cpu_list(format_cpu_list(sorted(cores))) == sorted(cores)

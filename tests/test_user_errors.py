@@ -100,3 +100,13 @@ def test_server_cpu_quota_misuse(pytester: pytest.Pytester, args: list[str], ini
     assert "Traceback" not in out
     lines = [row for row in out.splitlines() if cause in row]
     assert len(lines) == 1 and "-- fix: " in lines[0] and fix in lines[0], out
+
+
+def test_a_baseline_file_that_is_not_utf8_is_a_usage_error(pytester: pytest.Pytester):
+    """Read through the same rule as experiment files: one line, the byte's offset, the fix."""
+    pytester.makepyfile("def test_plain():\n    pass\n")
+    (pytester.path / "base.json").write_bytes(b"\xff\xfe{}")
+    result = pytester.runpytest_subprocess("--kt-baseline-file=base.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # refused before anything runs
+    result.stderr.fnmatch_lines(["*base.json is not UTF-8: byte 0xff at offset 0 *-- fix: save it as UTF-8"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_ktinterf.baseline.fingerprint import Fingerprint
+from pytest_ktinterf.datafile import read_text
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.judge.stats import Interval, paired_ratio_ci
 
@@ -192,11 +193,8 @@ def parse(data: Any, path: Path) -> tuple[Fingerprint, list[dict[str, Any]]]:
 
 
 def read_json(path: Path) -> Any:
-    """The parsed file, or a one-line error naming it (unreadable, not JSON)."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise KtInterfError(f"cannot read {path}: {exc.strerror or exc}", "check the path") from None
+    """The parsed file, or a one-line error naming it (unreadable, not UTF-8, not JSON)."""
+    text = read_text(path)
     try:
         return json.loads(text)
     except ValueError as exc:

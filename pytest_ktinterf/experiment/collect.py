@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from pytest_ktinterf.datafile import peek_text
 from pytest_ktinterf.experiment import candidate, outcomes, uncontended
 from pytest_ktinterf.experiment.interfere import run
 from pytest_ktinterf.experiment.outcomes import Outcome
@@ -63,10 +64,8 @@ def is_experiment_file(file_path: Path, config: pytest.Config) -> bool:
     declared = [Path(p) for p in config.getini(EXPERIMENTS_INI)]
     if any(file_path == p or p in file_path.parents for p in declared):
         return True
-    try:
-        return DECLARES_EXPERIMENT.search(file_path.read_text(errors="replace")) is not None
-    except OSError:
-        return False
+    text = peek_text(file_path)  # a file that is not UTF-8 is still recognised, and gets its error
+    return text is not None and DECLARES_EXPERIMENT.search(text) is not None
 
 
 class ExperimentFile(pytest.File):

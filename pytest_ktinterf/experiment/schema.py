@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_ktinterf.actors.registry import ACTORS, check_params
+from pytest_ktinterf.datafile import DataFileError, read_text
 from pytest_ktinterf.judge.expectations import DEFAULT_BOUNDS, OUTCOMES, Expectation, ExpectationError, parse
 from pytest_ktinterf.measure.compare import METRICS as PLOTTED_METRICS
 from pytest_ktinterf.measure.compare import Design
@@ -71,9 +72,11 @@ else:  # pragma: no cover - Python 3.10
 class ExperimentFileError(Exception):
     """A mistake in an experiment file: which file, which key, what is expected."""
 
-    def __init__(self, path: Path | str, key: str, problem: str, expected: str) -> None:
+    def __init__(self, path: Path | str, key: str, problem: str, expected: str, fix: str = "") -> None:
         self.path, self.key, self.problem, self.expected = Path(path), key, problem, expected
-        super().__init__(f"{path}: [{key}] {problem}; expected {expected}")
+        super().__init__(
+            f"{path}: [{key}] {problem}; expected {expected}" + (f" -- fix: {fix}" if fix else "")
+        )
 
 
 # What the baseline gate compares per condition: throughput (the resource figures are not gated).
@@ -147,12 +150,11 @@ def describes_machine(describes: dict[str, str], machine: Machine) -> bool:
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
+        return tomllib.loads(read_text(path))
     except tomllib.TOMLDecodeError as exc:
         raise ExperimentFileError(path, "(file)", f"is not valid TOML: {exc}", "TOML syntax") from None
-    except OSError as exc:
-        raise ExperimentFileError(path, "(file)", f"cannot be read: {exc}", "a readable file") from None
+    except DataFileError as exc:  # unreadable, or not UTF-8: the reading rule's own words
+        raise ExperimentFileError(path, "(file)", exc.problem, exc.expected, exc.fix) from None
 
 
 def _table(
