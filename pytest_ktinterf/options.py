@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 from pytest_ktinterf.baseline.settings import BaselineSettings
 from pytest_ktinterf.baseline.thresholds import parse_thresholds
 from pytest_ktinterf.errors import KtInterfError
+from pytest_ktinterf.option_values import choice, gib, integer, parse_url, yes_no
 from pytest_ktinterf.system.cpu_quota import parse_fraction
 from pytest_ktinterf.system.cpus import parse_cpu_list
 from pytest_ktinterf.system.docker_engine import engine_is_local
@@ -237,72 +237,6 @@ def _raw(config: pytest.Config, opt: _Opt) -> str | None:
     return None if value is None else str(value)
 
 
-def _int(name: str, value: str | None, minimum: int = 1) -> int | None:
-    if value is None:
-        return None
-    try:
-        number = int(value)
-    except ValueError:
-        number = minimum - 1
-    if number < minimum:
-        raise KtInterfError(f"--kt-{name}={value!r} is not valid", f"give an integer >= {minimum}")
-    return number
-
-
-def _gib(name: str, value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1.0
-    if number < 0:
-        raise KtInterfError(f"--kt-{name}={value!r} is not valid", "give a size in GiB, e.g. 2 or 0.5")
-    return number
-
-
-def _yes_no(name: str, value: str | None) -> bool:
-    text = (value or "no").strip().lower()
-    if text in ("yes", "true", "1", "on"):
-        return True
-    if text in ("no", "false", "0", "off"):
-        return False
-    raise KtInterfError(f"--kt-{name}={value!r} is not valid", "give yes or no")
-
-
-def _choice(name: str, value: str | None, choices: tuple[str, ...]) -> str:
-    text = (value or choices[0]).strip().lower()
-    if text not in choices:
-        raise KtInterfError(f"--kt-{name}={value!r} is not valid", f"give one of {', '.join(choices)}")
-    return text
-
-
-def _url(value: str | None) -> str | None:
-    """``--kt-url`` checked at start: ``127.0.0.1:9`` would otherwise fail later, blaming the server.
-
-    Without a scheme httpx reads ``localhost`` of ``localhost:8080`` as the scheme, and the
-    external backend then says "check that it is an OpenAI-compatible server" about a typo.
-    """
-    if value is None:
-        return None
-    text = value.strip().rstrip("/")
-    parts = urlsplit(text)
-    try:
-        port_ok = parts.port != 0
-    except ValueError:  # not a number, or above 65535
-        port_ok = False
-    if "://" not in text and parts.scheme.lower() not in ("http", "https"):
-        problem, fix = "has no scheme", f"add http://, e.g. --kt-url http://{text}"
-    elif parts.scheme.lower() not in ("http", "https"):
-        problem, fix = "is not an HTTP URL", f"use http:// or https://, e.g. --kt-url http://{parts.netloc}"
-    elif not parts.hostname or not port_ok:
-        problem = "has no host" if not parts.hostname else "has an invalid port"
-        fix = "give the server's host and port, e.g. --kt-url http://127.0.0.1:8080"
-    else:
-        return text
-    raise KtInterfError(f"--kt-url={value!r} {problem}", fix)
-
-
 def _baseline(config: pytest.Config, raw: dict[str, str | None]) -> BaselineSettings:
     flag = {name: bool(config.getoption("kt_" + name.replace("-", "_"), default=False)) for name, _ in FLAGS}
     return BaselineSettings(
@@ -313,14 +247,14 @@ def _baseline(config: pytest.Config, raw: dict[str, str | None]) -> BaselineSett
         directory=raw["baseline-dir"] or "baselines",
         file=raw["baseline-file"],
         thresholds=parse_thresholds(raw["baseline-fail"] or "10%"),
-        sessions=_int("baseline-sessions", raw["baseline-sessions"]) or 3,
+        sessions=integer("baseline-sessions", raw["baseline-sessions"]) or 3,
     )
 
 
 def from_config(config: pytest.Config) -> Options:
     """Resolve and validate all options from a pytest config."""
     raw = {opt.name: _raw(config, opt) for opt in _OPTIONS}
-    url = _url(raw["url"])
+    url = parse_url(raw["url"])
     backend = raw["backend"] or (
         "external"
         if raw["url"]
@@ -355,7 +289,7 @@ def from_config(config: pytest.Config) -> Options:
             f"--kt-candidate-* needs a server the plugin starts; --kt-backend={backend} is not one",
             "use the embedded or process backend (--kt-server-cmd) for same-session A/B",
         )
-    residency = _choice("candidate-residency", raw["candidate-residency"], RESIDENCIES)
+    residency = choice("candidate-residency", raw["candidate-residency"], RESIDENCIES)
     if residency != "both" and not candidate:
         raise KtInterfError(
             f"--kt-candidate-residency={residency} needs a candidate server",
@@ -371,29 +305,29 @@ def from_config(config: pytest.Config) -> Options:
         backend=backend,
         url=url,
         server_cmd=raw["server-cmd"],
-        server_port=_int("server-port", raw["server-port"]),
+        server_port=integer("server-port", raw["server-port"]),
         llama_server=raw["llama-server"],
         model=raw["model"],
         server_cpus=cpus,
-        server_threads=_int("server-threads", raw["server-threads"]),
+        server_threads=integer("server-threads", raw["server-threads"]),
         server_cpu_quota=parse_fraction(raw["server-cpu-quota"], backend),
         candidate_cmd=raw["candidate-cmd"],
         candidate_cpu_quota=parse_fraction(raw["candidate-cpu-quota"], backend, "--kt-candidate-cpu-quota"),
         candidate_residency=residency,
-        parallel=_int("parallel", raw["parallel"]) or 4,
-        ready_timeout=float(_int("ready-timeout", raw["ready-timeout"]) or 180),
+        parallel=integer("parallel", raw["parallel"]) or 4,
+        ready_timeout=float(integer("ready-timeout", raw["ready-timeout"]) or 180),
         api=api,
         model_name=raw["model-name"],
-        prompt_tokens=_int("prompt-tokens", raw["prompt-tokens"], minimum=8) or 128,
-        max_tokens=_int("max-tokens", raw["max-tokens"], minimum=4) or 64,
-        streams=_int("streams", raw["streams"]) or 4,
-        trials=_int("trials", raw["trials"], minimum=3) or 6,
+        prompt_tokens=integer("prompt-tokens", raw["prompt-tokens"], minimum=8) or 128,
+        max_tokens=integer("max-tokens", raw["max-tokens"], minimum=4) or 64,
+        streams=integer("streams", raw["streams"]) or 4,
+        trials=integer("trials", raw["trials"], minimum=3) or 6,
         baseline=baseline,
         stress_ng=raw["stress-ng"] or "stress-ng",
         report_json=raw["report-json"] or None,
-        memory_reserve_gib=_gib("memory-reserve", raw["memory-reserve"]),
-        allow_host_overflow=_yes_no("allow-host-overflow", raw["allow-host-overflow"]),
-        max_pairs=_int("max-pairs", raw["max-pairs"], minimum=6),
+        memory_reserve_gib=gib("memory-reserve", raw["memory-reserve"]),
+        allow_host_overflow=yes_no("allow-host-overflow", raw["allow-host-overflow"]),
+        max_pairs=integer("max-pairs", raw["max-pairs"], minimum=6),
         docker_image=raw["docker-image"],
         docker_cmd=raw["docker-cmd"],
         docker_volumes=raw["docker-volumes"],
@@ -403,8 +337,8 @@ def from_config(config: pytest.Config) -> Options:
         preset=raw["preset"],
         preset_args=raw["preset-args"],
         server_cpus_given=cpus_text is not None,
-        actors_in=_choice("actors-in", raw["actors-in"], ("auto", "host", "docker")),
-        lock_timeout=float(_int("lock-timeout", raw["lock-timeout"]) or 3600),
+        actors_in=choice("actors-in", raw["actors-in"], ("auto", "host", "docker")),
+        lock_timeout=float(integer("lock-timeout", raw["lock-timeout"]) or 3600),
     )
 
 
