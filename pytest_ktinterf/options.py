@@ -295,6 +295,11 @@ def from_config(config: pytest.Config) -> Options:
             f"--kt-candidate-residency={residency} needs a candidate server",
             "add --kt-candidate-cmd 'new-server --port {port}' (or --kt-candidate-cpu-quota to calibrate)",
         )
+    if residency == "alternate" and config.getoption("numprocesses", default=None):
+        raise KtInterfError(  # each xdist worker would hold a server of its own: two resident
+            "--kt-candidate-residency=alternate keeps one server resident; xdist workers start one each",
+            "run the A/B without -n",
+        )
     baseline = _baseline(config, raw)
     if candidate and (baseline.save or baseline.update):
         raise KtInterfError(

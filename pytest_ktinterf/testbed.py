@@ -13,7 +13,7 @@ import contextlib
 import functools
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -44,6 +44,7 @@ from pytest_ktinterf.system.cpus import format_cpu_list
 from pytest_ktinterf.system.lock import measuring
 from pytest_ktinterf.system.session_logs import session_log_dir
 
+Measured = TypeVar("Measured", bound=Comparison)
 CURRENT = "current"  # the A/B's two servers are CURRENT and CANDIDATE (also the latter's log folder)
 
 
@@ -81,6 +82,7 @@ class Testbed:
         self._probe: Probe | None = None
         self._candidate: tuple[ServerHandle, Probe] | None = None
         self._turns: Alternating | None = None  # --kt-candidate-residency alternate
+        self._starts = 0  # of servers taking turns, all of them (the record's candidate.server_starts)
 
     @functools.cached_property
     def log_dir(self) -> Path:
@@ -133,11 +135,14 @@ class Testbed:
         return self._turns
 
     def _record_start(self, name: str, handle: ServerHandle) -> None:
-        """The report names each server once, from its first start."""
+        """The report names each server once, from its first start, and counts every start."""
         if name == CURRENT and not self.report.server:
             self._record_current(handle)
         elif name == CANDIDATE and not self.report.candidate:
             self.report.candidate = {**_server_record(handle), "residency": "alternate"}
+        self._starts += 1
+        if self.report.candidate:
+            self.report.candidate["server_starts"] = self._starts
 
     def _calibrated_probe(self, server: ServerHandle) -> Probe:
         probe = Probe(
@@ -147,23 +152,31 @@ class Testbed:
             prompt_tokens=self.options.prompt_tokens,
             max_tokens=self.options.max_tokens,
         )
-        with measuring(), self._server_evidence():
+        with measuring(), self._server_evidence(server):
             probe.calibrate()
         return probe
 
     def probe(self) -> Probe:
         """A probe for the session's workload, calibrated to the prompt length in tokens."""
         turns = self._alternating()
+        if turns is not None:  # the current server made resident: its probe's URL is the live one
+            probe = turns.probe(CURRENT)
+            self._record_workload(probe)
+            return probe
         if self._probe is None:
-            probe = turns.probe(CURRENT) if turns is not None else self._calibrated_probe(self.server())
+            probe = self._calibrated_probe(self.server())
+            self._record_workload(probe)
+            self._probe = probe
+        return self._probe
+
+    def _record_workload(self, probe: Probe) -> None:
+        if not self.report.workload:
             self.report.workload = {
                 "api": self.options.api,
                 "model": probe.model,
                 "prompt_tokens": self.options.prompt_tokens,
                 "max_tokens": self.options.max_tokens,
             }
-            self._probe = probe
-        return self._probe
 
     def candidate(self) -> Arm:
         """The same-session A/B candidate (``--kt-candidate-*``), started beside the server on first use.
@@ -234,13 +247,13 @@ class Testbed:
         """
         if trials is None and design is None:
             trials = self.options.trials
-        probe, server = self.probe(), self.server()
-        other = self.candidate() if candidate else None  # started and calibrated before measuring
-        turns = self._alternating() if candidate else None
-        current = turns.arm(CURRENT) if turns is not None else None
+        if candidate:  # taking turns, neither is made resident here: the pairs decide the order
+            current, other = self._ab_arms()
+        else:
+            current, other = Arm(self.probe(), self.server().processes), None
         return self._recorded(
             lambda: compare(
-                probe,
+                current.probe,
                 condition,
                 label=label,
                 trials=trials,
@@ -248,9 +261,9 @@ class Testbed:
                 expectations=expectations,
                 streams=streams,
                 baseline_streams=baseline_streams,
-                processes=server.processes,
+                processes=current.processes,
                 progress=self.say,
-                log_tail=turns.error_detail if turns is not None else server.error_detail,
+                log_tail=self._log_tail(candidate),
                 candidate=other,
                 current=current,
             )
@@ -271,11 +284,8 @@ class Testbed:
         ``conditions``: the current server's and the candidate's factories (built with
         :attr:`actors` and :attr:`candidate_actors`). See ``measure.sensitivity``.
         """
-        self.probe()
-        candidate = self.candidate()  # started and calibrated before measuring
-        turns = self._alternating()
-        current = turns.arm(CURRENT) if turns is not None else Arm(self.probe(), self.server().processes)
-        result = self._recorded(
+        current, candidate = self._ab_arms()
+        return self._recorded(
             lambda: compare_effects(
                 current,
                 candidate,
@@ -286,13 +296,39 @@ class Testbed:
                 streams=streams,
                 baseline_streams=baseline_streams,
                 progress=self.say,
-                log_tail=turns.error_detail if turns is not None else self.server().error_detail,
+                log_tail=self._log_tail(True),
             )
         )
-        assert isinstance(result, EffectComparison)
-        return result
 
-    def _recorded(self, measure: Callable[[], Comparison]) -> Comparison:
+    def _ab_arms(self) -> tuple[Arm, Arm]:
+        """The A/B's current and candidate arms, both started and calibrated before measuring.
+
+        Servers taking turns are not switched here (``Alternating.arm`` starts only a server
+        never started): the first pair begins with whichever is resident, warmed up then.
+        """
+        turns = self._alternating()
+        if turns is not None:
+            current = turns.arm(CURRENT)
+            self._record_workload(current.probe)
+            return current, turns.arm(CANDIDATE)
+        return Arm(self.probe(), self.server().processes), self.candidate()
+
+    def _log_tail(self, candidate: bool) -> Callable[[], str]:
+        """Where an error part-way reads the servers' state and log tail.
+
+        Taking turns: the resident server's. Both resident: the current's and, in an A/B, the
+        candidate's too (either may be the one that failed).
+        """
+        turns = self._alternating()
+        if turns is not None:
+            return turns.error_detail
+        server = self.server()
+        if not candidate:
+            return server.error_detail
+        other = self._candidate_handle()
+        return lambda: f"the current server: {server.error_detail()}\nthe candidate: {other.error_detail()}"
+
+    def _recorded(self, measure: Callable[[], Measured]) -> Measured:
         """Run a comparison under the machine lock and add it to the report, aborted or not."""
         try:
             with measuring(self.say):
@@ -306,13 +342,17 @@ class Testbed:
         return result
 
     @contextlib.contextmanager
-    def _server_evidence(self) -> Iterator[None]:
-        """A server error leaves with the server's state and log tail attached (once)."""
+    def _server_evidence(self, server: ServerHandle | None = None) -> Iterator[None]:
+        """A server error leaves with the server's state and log tail attached (once).
+
+        ``server``: the one the block talks to (default: the current server, when started).
+        """
         try:
             yield
         except ServerError as exc:
-            if not exc.detail and self._server is not None:
-                exc.add_detail(self._server.error_detail())
+            found = server or self._server
+            if not exc.detail and found is not None:
+                exc.add_detail(found.error_detail())
             raise
 
     def close(self) -> None:

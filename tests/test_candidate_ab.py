@@ -21,11 +21,14 @@ from hypothesis import strategies as st
 
 from pytest_ktinterf.baseline.gate import same_session_check
 from pytest_ktinterf.judge.expectations import Decision
-from pytest_ktinterf.judge.stats import Interval
+from pytest_ktinterf.judge.stats import Interval, paired_ratio_ci
+from pytest_ktinterf.measure.comparison import Trial
+from pytest_ktinterf.measure.sensitivity import EffectComparison
 from pytest_ktinterf.options import Options
 from pytest_ktinterf.report.baseline_text import gate_verdicts
 from pytest_ktinterf.server import candidate_options
 from tests.gate_sessions import new_project, server_cmd, session, usable
+from tests.test_report_render import fake_round
 
 THROUGHPUT_ITEMS = "candidate and not candidate-"  # candidate[prefill|decode], not the conditions' A/B
 needs_assets = pytest.mark.skipif(
@@ -107,6 +110,10 @@ def test_candidate_options_start_the_current_server_again_capped_or_the_given_co
         (
             ["--kt-candidate-residency=alternate"],
             "*--kt-candidate-residency=alternate needs a candidate server*-- fix: add --kt-candidate-cmd*",
+        ),
+        (
+            ["--kt-candidate-cpu-quota=0.9", "--kt-candidate-residency=alternate", "-n", "2"],
+            "*--kt-candidate-residency=alternate keeps one server resident*-- fix: run the A/B without -n*",
         ),
         (
             ["--kt-candidate-cpu-quota=0.9", "--kt-candidate-residency=sometimes"],
@@ -206,6 +213,9 @@ def test_alternating_servers_are_never_resident_together_and_each_start_serves_t
     ]
     assert order == expected, order
     assert record["candidate"]["residency"] == "alternate", record["candidate"]
+    # each server's first start (with its probe's calibration), then one start per switch
+    assert record["candidate"]["server_starts"] == len(starts) + 2, record["candidate"]
+    assert "switches during the pairs" in output, output
 
 
 @needs_assets
@@ -245,3 +255,31 @@ def test_candidate_that_spills_onto_the_neighbours_core_is_regressed_in_the_cond
     assert ab["ratios"]["decode"]["hi"] < 1, ab["ratios"]
     condition_trials = [t for t in ab["trials"] if t["arm"].endswith("condition")]
     assert all(t["actor"] for t in condition_trials), "every condition trial carries its actor's evidence"
+
+
+def test_effect_comparison_is_the_candidates_effect_over_the_currents_quad_by_quad() -> None:
+    """The ratio is (candidate condition / candidate baseline) / (current condition / current
+    baseline), paired by quad: a candidate losing more to the neighbour is below 1, and a quad
+    cut short by an error is set aside, not half-used."""
+    result = EffectComparison(label="cpu", streams=1)
+    spans = {  # decode speed falls as the span grows: the candidate loses about twice as much
+        "current baseline": 0.20,
+        "current condition": 0.25,
+        "candidate baseline": 0.20,
+        "candidate condition": 0.32,
+    }
+    for i in range(7):
+        for arm, span in spans.items():
+            result.trials.append(Trial(arm, i, fake_round(1, 0.5, span * (1 + 0.01 * ((i * 3) % 5)))))
+    result.trials.append(Trial("current baseline", 7, fake_round(1, 0.5, 0.2)))  # a quad cut short
+    current = result.effects("current", "decode")
+    candidate = result.effects("candidate", "decode")
+    assert result.pairs == 7 and len(current) == len(candidate) == 7
+    expected = paired_ratio_ci(candidate, current)
+    assert result.ratio("decode") == expected and expected.hi < 1, expected
+    record = result.to_record()
+    assert record["kind"] == "candidate_effect" and record["ratios"]["decode"]["point"] == expected.point
+    assert record["effects"]["candidate"]["decode"]["point"] < record["effects"]["current"]["decode"]["point"]
+    result.abort(RuntimeError("server died"))
+    assert result.pairs == 7 and [t.arm for t in result.unpaired] == ["current baseline"]
+    assert len(result.trials) == 28  # every complete quad kept

@@ -376,6 +376,11 @@ MISTAKES = {
         "conditions.cpu spare",
         "letters, digits, _ and -",
     ),
+    "condition id of the plugin's own items": (  # candidate-cpu is the A/B item of condition cpu
+        HEAD + CPU + CPU.replace("[conditions.cpu]", "[conditions.candidate-cpu]"),
+        "conditions.candidate-cpu",
+        "another id",
+    ),
 }
 
 

@@ -20,14 +20,15 @@ threshold's loss, *inconclusive* (more pairs by the design, then reported) other
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from pytest_ktinterf.baseline.gate import GateCheck, same_session_check
 from pytest_ktinterf.baseline.thresholds import threshold_for
-from pytest_ktinterf.experiment.interfere import condition_factory, skip_reason
+from pytest_ktinterf.experiment.interfere import check_slots, condition_factory, skip_reason
 from pytest_ktinterf.experiment.schema import ConditionSpec, Experiment
-from pytest_ktinterf.measure.compare import CANDIDATE, METRICS, Comparison
+from pytest_ktinterf.measure.compare import CANDIDATE, METRICS, Comparison, partial_comparison
 from pytest_ktinterf.testbed import Testbed
 
 VERSUS = "the current server"
@@ -51,17 +52,34 @@ def _checks(testbed: Testbed, figure: str, metrics: set[str], versus: str) -> li
 def run(testbed: Testbed, experiment: Experiment, metrics: set[str], experiment_name: str) -> Comparison:
     """Interleaved current/candidate pairs at the file's stream count, judged per metric."""
     checks = _checks(testbed, CANDIDATE, metrics, VERSUS)
-    comparison = testbed.compare(
-        lambda: contextlib.nullcontext(None),
-        label=f"the candidate server against {VERSUS}",
-        streams=experiment.streams or 1,
-        design=experiment.design.capped(testbed.options.max_pairs),
-        expectations=checks,
-        candidate=True,
-    )
-    comparison.id = CANDIDATE
-    comparison.experiment = experiment_name
-    return comparison
+    with _named(CANDIDATE, experiment_name) as name:
+        return name(
+            testbed.compare(
+                lambda: contextlib.nullcontext(None),
+                label=f"the candidate server against {VERSUS}",
+                streams=experiment.streams or 1,
+                design=experiment.design.capped(testbed.options.max_pairs),
+                expectations=checks,
+                candidate=True,
+            )
+        )
+
+
+@contextlib.contextmanager
+def _named(item: str, experiment_name: str) -> Iterator[Callable[[Comparison], Comparison]]:
+    """Stamp the item's id and file on its comparison, an aborted one (riding on the error) too."""
+
+    def name(comparison: Comparison) -> Comparison:
+        comparison.id, comparison.experiment = item, experiment_name
+        return comparison
+
+    try:
+        yield name
+    except BaseException as exc:
+        partial = partial_comparison(exc)
+        if partial is not None:
+            name(partial)
+        raise
 
 
 def run_condition(
@@ -73,17 +91,31 @@ def run_condition(
     judged with the gate's three verdicts on candidate effect / current effect: *regressed*
     when the candidate loses more to the neighbour by more than the threshold, beyond the noise.
     """
-    reason = skip_reason(spec, testbed)
+    reason = skip_reason(spec, testbed) or _candidate_skip_reason(spec, testbed)
     if reason is not None:
         pytest.skip(reason)
-    comparison = testbed.compare_effects(
-        (condition_factory(spec, testbed.actors), condition_factory(spec, testbed.candidate_actors)),
-        label=f"{spec.label}: the candidate's effect against {VERSUS_EFFECT}",
-        design=spec.design.capped(testbed.options.max_pairs),
-        expectations=_checks(testbed, effect_item(spec.id), metrics, VERSUS_EFFECT),
-        streams=spec.streams or 1,
-        baseline_streams=spec.baseline_streams,
-    )
-    comparison.id = effect_item(spec.id)
-    comparison.experiment = experiment_name
-    return comparison
+    check_slots(spec, testbed.options)
+    with _named(effect_item(spec.id), experiment_name) as name:
+        return name(
+            testbed.compare_effects(
+                (condition_factory(spec, testbed.actors), condition_factory(spec, testbed.candidate_actors)),
+                label=f"{spec.label}: the candidate's effect against {VERSUS_EFFECT}",
+                design=spec.design.capped(testbed.options.max_pairs),
+                expectations=_checks(testbed, effect_item(spec.id), metrics, VERSUS_EFFECT),
+                streams=spec.streams or 1,
+                baseline_streams=spec.baseline_streams,
+            )
+        )
+
+
+def _candidate_skip_reason(spec: ConditionSpec, testbed: Testbed) -> str | None:
+    """What the candidate lacks that the condition needs (``skip_reason`` asked the current server).
+
+    Both are pinned to the same cores, so only the contained overflow's memory cgroup can differ.
+    """
+    if spec.actor == "ram_overflow" and spec.params.get("mode", "contained") == "contained":
+        server = testbed.candidate_actors.server()
+        if server.cgroup is None:
+            why = server.meta.get("memory_cgroup")
+            return f"contained RAM overflow: the candidate server has no memory cgroup ({why})"
+    return None

@@ -23,6 +23,7 @@ from pytest_ktinterf.experiment.schema import ConditionSpec
 from pytest_ktinterf.judge.expectations import ExpectationError, parse
 from pytest_ktinterf.judge.verdict import Check
 from pytest_ktinterf.measure.compare import Comparison, Condition, Design, partial_comparison
+from pytest_ktinterf.options import Options
 from pytest_ktinterf.testbed import Testbed
 
 
@@ -61,6 +62,19 @@ def skip_reason(spec: ConditionSpec, testbed: Testbed) -> str | None:
     return None
 
 
+def check_slots(spec: ConditionSpec, options: Options) -> None:
+    """The embedded llama-server has ``--kt-parallel`` slots: more streams would queue, unmeasured."""
+    streams = max(spec.streams or 1, spec.baseline_streams or 1)
+    llama_default = options.backend == "embedded" or (
+        options.backend == "docker" and not options.docker_cmd and not options.preset
+    )
+    if streams > options.parallel and llama_default:
+        raise KtInterfError(
+            f"{spec.id}: {streams} streams asked, but the embedded server has {options.parallel} slots",
+            "raise --kt-parallel or lower the condition's streams",
+        )
+
+
 def condition_factory(spec: ConditionSpec, actors: ActorContext) -> Condition:
     """A zero-argument callable building a fresh actor per condition trial (or none).
 
@@ -88,14 +102,7 @@ def run(testbed: Testbed, spec: ConditionSpec, *, metrics: set[str] | None = Non
         pytest.skip(reason)
     design = spec.design.capped(options.max_pairs)
     streams = spec.streams or 1
-    llama_default = options.backend == "embedded" or (
-        options.backend == "docker" and not options.docker_cmd and not options.preset
-    )
-    if max(streams, spec.baseline_streams or 1) > options.parallel and llama_default:
-        raise KtInterfError(
-            f"{spec.id}: {streams} streams asked, but the embedded server has {options.parallel} slots",
-            "raise --kt-parallel or lower the condition's streams",
-        )
+    check_slots(spec, options)
     expectations: list[Check] = [e for e in spec.checks if metrics is None or e.metric in metrics]
     if testbed.gate is not None:  # the baseline's checks, judged on the same pairs
         missing = testbed.gate.require()

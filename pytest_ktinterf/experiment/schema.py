@@ -82,6 +82,7 @@ class ExperimentFileError(Exception):
 # What the baseline gate compares per condition: throughput (the resource figures are not gated).
 GATE_METRICS = ("prefill", "decode", "prefill_per_stream", "decode_per_stream")
 DESCRIBES_KEYS = ("cpu_model", "gpu")
+RESERVED_IDS = ("candidate", "uncontended")  # condition ids the plugin's own items use
 # This machine, as ``describes`` matches it: the CPU's model name and every GPU's name.
 Machine = dict[str, Any]
 
@@ -272,6 +273,8 @@ def _condition(
     key = f"conditions.{cid}"
     if not cid.replace("_", "").replace("-", "").isalnum():
         raise ExperimentFileError(path, key, f"id {cid!r} has odd characters", "letters, digits, _ and -")
+    if cid.split("-")[0] in RESERVED_IDS:
+        raise ExperimentFileError(path, key, f"id {cid!r} is reserved", "give the condition another id")
     data = _table(path, {key: table}, key, CONDITION_KEYS)
     actor = data.get("actor")
     if actor not in ACTORS:

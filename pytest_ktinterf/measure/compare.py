@@ -212,10 +212,11 @@ def compare(
 def warm_up(arms: Sequence[Arm], streams: int) -> None:
     """One unrecorded round per server: the first requests after a start pay one-off costs.
 
-    A server taking turns (``Arm.turns``) warms up at each of its starts instead.
+    A server taking turns (``Arm.turns``) warms up at each start it makes for a trial; the one
+    already resident when the pairs begin (started, or switched to, before them) warms up here.
     """
     for arm in {id(a): a for a in arms}.values():
-        if arm.turns is None:
+        if arm.resident():
             arm.probe.measure(streams)
 
 

@@ -70,9 +70,10 @@ class EffectComparison(Comparison):
                     [t.metric(metric) for t in self.trials if t.arm == a] for a in _arm_names(server)
                 )
                 n = min(len(base), len(cond))
-                if n >= 2 and all(math.isfinite(v) for v in (*base[:n], *cond[:n])):
-                    r = paired_ratio_ci(cond[:n], base[:n])
-                    own.setdefault(server, {})[metric] = {"point": r.point, "lo": r.lo, "hi": r.hi}
+                if n < 2 or not all(math.isfinite(v) and v > 0 for v in (*base[:n], *cond[:n])):
+                    continue  # an aborted comparison may hold too little: the trials say what there is
+                r = paired_ratio_ci(cond[:n], base[:n])
+                own.setdefault(server, {})[metric] = {"point": r.point, "lo": r.lo, "hi": r.hi}
         record["effects"] = own
         return record
 

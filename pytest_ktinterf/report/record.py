@@ -140,6 +140,7 @@ def merge_records(records: list[dict[str, Any]]) -> dict[str, Any]:
         "machine": first("machine"),
         "server": first("server"),
         "workload": first("workload"),
+        **({"candidate": first("candidate")} if first("candidate") else {}),
         "concurrency": {str(s): concurrency[s] for s in sorted(concurrency)},
         "comparisons": [c for r in records for c in r.get("comparisons") or []],
         "uncontended": {str(s): uncontended[s] for s in sorted(uncontended)},

@@ -93,9 +93,11 @@ def _switches(record: dict[str, Any]) -> str:
     if not starts:
         return ""
     seconds = sorted(s.get("start_s", 0.0) + s.get("warm_up_s", 0.0) for s in starts)
+    total = (record.get("candidate") or {}).get("server_starts")
     return (
-        f"; started in turns with the server (never both resident): {len(starts)} switches, "
-        f"median {seconds[len(seconds) // 2]:.1f} s each with its warm-up"
+        f"; started in turns with the server (never both resident): {len(starts)} switches during "
+        f"the pairs, median {seconds[len(seconds) // 2]:.1f} s each with its warm-up"
+        + (f"; {total} server starts in the session" if total else "")
     )
 
 

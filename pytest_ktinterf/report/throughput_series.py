@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_ktinterf.baseline.store import trial_value
-from pytest_ktinterf.measure.compare import CANDIDATE
+from pytest_ktinterf.measure.comparison import CANDIDATE
 from pytest_ktinterf.report.record import (
     TABLE_METRICS,
     comparison_status,

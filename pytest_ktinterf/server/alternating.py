@@ -10,9 +10,11 @@ warm-up round, each timed and kept in the comparison's record (``server_starts``
 How the pairing stays honest (``measure.compare``): every pair starts with the server that is
 already resident, so the order alternates by itself (current-candidate, candidate-current, ...).
 Each start then serves two trials, one of each of two neighbouring pairs; n pairs take n
-switches, each pair's two trials are still adjacent in time, and each server is measured about
-as often right after its warm-up as one trial later, so a start-up transient (cold page cache,
-first allocations) cannot masquerade as a difference between the servers.
+switches, each pair's two trials are consecutive (separated only by the switch), and each
+server is measured about as often right after its warm-up as one trial later, so a start-up
+transient (cold page cache, first allocations) cannot masquerade as a difference between them.
+The stopped server's whole process tree must be gone before the other starts (else a
+``ServerError``): two resident is what taking turns is for.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from typing import Any
 
 import psutil
 
+from pytest_ktinterf.errors import ServerError
 from pytest_ktinterf.measure.compare import Arm
 from pytest_ktinterf.measure.probe import Probe
 from pytest_ktinterf.server.base import Say, ServerHandle
 
 Starter = Callable[[], contextlib.AbstractContextManager[ServerHandle]]
+STOP_GRACE_S = 5.0  # how long a stopped server's processes may take to be gone before the next starts
 
 
 class Alternating:
@@ -94,7 +98,7 @@ class Alternating:
             "server": name,
             "start_s": round(ready - started, 3),
             "warm_up_s": round(done - ready, 3),
-            "left_running": left_running,  # the stopped server's processes seen alive after its stop
+            "left_running": left_running,  # the stopped server's processes alive after it (always none)
         }
 
     def error_detail(self) -> str:
@@ -112,9 +116,17 @@ class Alternating:
 
     def _switch(self, name: str) -> list[int]:
         """Stop the resident server, start ``name``'s; the old server's pids still alive (none, or a bug)."""
-        before = [p.pid for p in self._resident[1].processes()] if self._resident is not None else []
+        old = self._resident
+        before = old[1].processes() if old is not None else []
         self.stop()
-        left = [pid for pid in before if psutil.pid_exists(pid)]
+        _, alive = psutil.wait_procs(before, timeout=STOP_GRACE_S)
+        left = [p.pid for p in alive]
+        if old is not None and left:  # never two resident: that is what taking turns is for
+            raise ServerError(
+                f"the {old[0]} server's processes {left} still run {STOP_GRACE_S:.0f} s after its stop, "
+                f"so the {name} server was not started beside it",
+                f"stop them (kill {' '.join(map(str, left))}) and run again",
+            )
         if self._say is not None and self.starts:
             self._say(f"starting the {name} server (its turn; the other is stopped)")
         stack = contextlib.ExitStack()
