@@ -99,7 +99,7 @@ def run_condition(
         return name(
             testbed.compare_effects(
                 (condition_factory(spec, testbed.actors), condition_factory(spec, testbed.candidate_actors)),
-                label=f"{spec.label}: the candidate's effect against {VERSUS_EFFECT}",
+                label=f"{spec.label}: effect, candidate vs current",
                 design=spec.design.capped(testbed.options.max_pairs),
                 expectations=_checks(testbed, effect_item(spec.id), metrics, VERSUS_EFFECT),
                 streams=spec.streams or 1,
