@@ -98,7 +98,7 @@ def run_condition(
     with _named(effect_item(spec.id), experiment_name) as name:
         return name(
             testbed.compare_effects(
-                (condition_factory(spec, testbed.actors), condition_factory(spec, testbed.candidate_actors)),
+                (condition_factory(spec, testbed), condition_factory(spec, testbed, candidate=True)),
                 label=f"{spec.label}: effect, candidate vs current",
                 design=spec.design.capped(testbed.options.max_pairs),
                 expectations=_checks(testbed, effect_item(spec.id), metrics, VERSUS_EFFECT),

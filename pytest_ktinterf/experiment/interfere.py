@@ -16,7 +16,6 @@ from typing import Any
 import psutil
 import pytest
 
-from pytest_ktinterf.actors.builders import ActorContext
 from pytest_ktinterf.actors.registry import ACTORS, CORES, build, check_params, refusal
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.experiment.schema import ConditionSpec
@@ -75,16 +74,19 @@ def check_slots(spec: ConditionSpec, options: Options) -> None:
         )
 
 
-def condition_factory(spec: ConditionSpec, actors: ActorContext) -> Condition:
+def condition_factory(spec: ConditionSpec, testbed: Testbed, *, candidate: bool = False) -> Condition:
     """A zero-argument callable building a fresh actor per condition trial (or none).
 
-    ``actors`` places it: "server" cores and a contained overflow are those of the server it
-    is measured with (``Testbed.actors``; the A/B candidate's are ``Testbed.candidate_actors``).
+    The actor is placed relative to the server it is measured with: "server" cores and a
+    contained overflow's cgroup are the current server's (``Testbed.actors``), or the A/B
+    candidate's (``Testbed.candidate_actors``) with ``candidate``. Both are read at build time.
     """
     if ACTORS[spec.actor].build is None:
         return contextlib.nullcontext
     params = dict(spec.params)
-    return lambda: build(spec.actor, actors, **params)
+    if candidate:
+        return lambda: build(spec.actor, testbed.candidate_actors, **params)
+    return lambda: build(spec.actor, testbed.actors, **params)
 
 
 def run(testbed: Testbed, spec: ConditionSpec, *, metrics: set[str] | None = None,
@@ -112,7 +114,7 @@ def run(testbed: Testbed, spec: ConditionSpec, *, metrics: set[str] | None = Non
         expectations += testbed.gate.condition_checks(figure, metrics or spec.metrics, spec.gate)
     try:
         comparison = testbed.compare(
-            condition_factory(spec, testbed.actors),
+            condition_factory(spec, testbed),
             label=spec.label,
             streams=streams,
             baseline_streams=spec.baseline_streams,
