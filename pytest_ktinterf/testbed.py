@@ -82,7 +82,6 @@ class Testbed:
         self._probe: Probe | None = None
         self._candidate: tuple[ServerHandle, Probe] | None = None
         self._turns: Alternating | None = None  # --kt-candidate-residency alternate
-        self._starts = 0  # of servers taking turns, all of them (the record's candidate.server_starts)
 
     @functools.cached_property
     def log_dir(self) -> Path:
@@ -140,9 +139,8 @@ class Testbed:
             self._record_current(handle)
         elif name == CANDIDATE and not self.report.candidate:
             self.report.candidate = {**_server_record(handle), "residency": "alternate"}
-        self._starts += 1
-        if self.report.candidate:
-            self.report.candidate["server_starts"] = self._starts
+        if self.report.candidate and self._turns is not None:
+            self.report.candidate["server_starts"] = self._turns.starts
 
     def _calibrated_probe(self, server: ServerHandle) -> Probe:
         probe = Probe(
