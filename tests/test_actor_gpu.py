@@ -249,8 +249,14 @@ def test_busy_time_and_batches():
 # --- availability -----------------------------------------------------------------------------------
 
 
+@pytest.mark.skipif(GPU_REASON is None, reason="a GPU is usable here")
 def test_reason_is_given_on_a_machine_without_a_usable_gpu():
-    assert GPU_REASON
+    """Where no GPU is usable the reason is one of the two kinds the skips print.
+
+    (On a lent H100 this test asserted a reason exists and failed: it now skips there, as the
+    start-refusal test below does.)
+    """
+    assert GPU_REASON is not None
     assert GPU_REASON.startswith(("no NVIDIA GPU", "GPU present but"))
 
 
