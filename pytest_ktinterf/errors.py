@@ -10,6 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
+# Every character ``str.splitlines`` breaks at, written as its escape: a user's text inside a
+# cause (a TOML key holding "\n", a server's reply) must not split the one line in two.
+_LINE_BREAKS = {ord(c): c.encode("unicode_escape").decode() for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def one_line(text: str) -> str:
+    """``text`` with each line break written as its escape (``a\\nb``): the one line users see."""
+    return text.translate(_LINE_BREAKS)
+
 
 class KtInterfError(Exception):
     """A failure the user can act on.
@@ -35,8 +44,8 @@ class KtInterfError(Exception):
             self.detail = f"{self.detail.rstrip()}\n{text}" if self.detail.strip() else text
 
     def line(self) -> str:
-        """The single line shown to the user."""
-        return f"{self.cause} -- fix: {self.fix}"
+        """The single line shown to the user: line breaks in the cause or fix are escaped, not kept."""
+        return one_line(f"{self.cause} -- fix: {self.fix}")
 
     def render(self) -> str:
         """The line plus the detail block, if any."""

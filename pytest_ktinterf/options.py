@@ -310,7 +310,7 @@ def from_config(config: pytest.Config) -> Options:
         backend=backend,
         url=url,
         server_cmd=raw["server-cmd"],
-        server_port=integer("server-port", raw["server-port"]),
+        server_port=integer("server-port", raw["server-port"], maximum=65535),
         llama_server=raw["llama-server"],
         model=raw["model"],
         server_cpus=cpus,

@@ -30,7 +30,7 @@ from pytest_ktinterf.baseline.gate import (
 )
 from pytest_ktinterf.baseline.store import FORMAT, BaselineFile, parse, read_json, session_from_record
 from pytest_ktinterf.baseline.thresholds import parse_thresholds
-from pytest_ktinterf.errors import KtInterfError
+from pytest_ktinterf.errors import KtInterfError, one_line
 from pytest_ktinterf.report.record import RECORD_FORMAT
 
 COLUMNS = ("figure", "baseline (band)", "now [interval]", "change", "verdict")
@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
                 "own baseline file",
             )
     except KtInterfError as exc:
-        print(f"error: {exc.cause}; {exc.fix}", file=sys.stderr)
+        print(one_line(f"error: {exc.cause}; {exc.fix}"), file=sys.stderr)  # a key may hold "\n"
         return 2
     results = compare_sessions(baseline, now, thresholds, args.strict)
     recorded = [str(s.get("recorded_at", "?")) for s in baseline.sessions]

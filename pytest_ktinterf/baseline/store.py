@@ -189,7 +189,24 @@ def parse(data: Any, path: Path) -> tuple[Fingerprint, list[dict[str, Any]]]:
         for key in ("effects", "uncontended", "server"):
             if not isinstance(session.setdefault(key, {}), dict):
                 raise _bad(path, f"session {number}: {key} is not an object", rerecord)
+        _check_nesting(path, number, session, rerecord)
     return Fingerprint(data["fingerprint"]), sessions
+
+
+def _check_nesting(path: Path, number: int, session: dict[str, Any], rerecord: str) -> None:
+    """The shapes the gate walks without asking: ``effects.<figure>.<metric>`` objects and
+    ``uncontended.<streams>.<metric>`` lists. Their numbers may be anything: the gate skips
+    an entry it cannot use (``stored_interval``, ``is_finite``), but a wrong shape would crash it."""
+    for section, leaf, leaf_name in (("effects", dict, "an object"), ("uncontended", list, "a list")):
+        for figure, metrics in session[section].items():
+            if not isinstance(metrics, dict):
+                raise _bad(path, f"session {number}: {section}.{figure} is not an object", rerecord)
+            for metric, value in metrics.items():
+                if not isinstance(value, leaf):
+                    problem = f"session {number}: {section}.{figure}.{metric} is not {leaf_name}"
+                    raise _bad(path, problem, rerecord)
+    if not isinstance(session["server"].get("identity", {}), dict):
+        raise _bad(path, f"session {number}: server.identity is not an object", rerecord)
 
 
 def read_json(path: Path) -> Any:

@@ -59,6 +59,7 @@ from typing import Any
 
 from pytest_ktinterf.actors.registry import ACTORS, check_params
 from pytest_ktinterf.datafile import DataFileError, read_text
+from pytest_ktinterf.experiment.file_error import ExperimentFileError
 from pytest_ktinterf.judge.expectations import DEFAULT_BOUNDS, OUTCOMES, Expectation, ExpectationError, parse
 from pytest_ktinterf.measure.compare import METRICS as PLOTTED_METRICS
 from pytest_ktinterf.measure.compare import Design
@@ -67,16 +68,6 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
-
-
-class ExperimentFileError(Exception):
-    """A mistake in an experiment file: which file, which key, what is expected."""
-
-    def __init__(self, path: Path | str, key: str, problem: str, expected: str, fix: str = "") -> None:
-        self.path, self.key, self.problem, self.expected = Path(path), key, problem, expected
-        super().__init__(
-            f"{path}: [{key}] {problem}; expected {expected}" + (f" -- fix: {fix}" if fix else "")
-        )
 
 
 # What the baseline gate compares per condition: throughput (the resource figures are not gated).
@@ -153,7 +144,9 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(read_text(path))
     except tomllib.TOMLDecodeError as exc:
-        raise ExperimentFileError(path, "(file)", f"is not valid TOML: {exc}", "TOML syntax") from None
+        raise ExperimentFileError(
+            path, "(file)", f"is not valid TOML: {exc}", "TOML syntax", "correct the TOML at that line"
+        ) from None
     except DataFileError as exc:  # unreadable, or not UTF-8: the reading rule's own words
         raise ExperimentFileError(path, "(file)", exc.problem, exc.expected, exc.fix) from None
 
@@ -274,10 +267,10 @@ def _condition(
     if not cid.replace("_", "").replace("-", "").isalnum():
         raise ExperimentFileError(path, key, f"id {cid!r} has odd characters", "letters, digits, _ and -")
     if cid.split("-")[0] in RESERVED_IDS:
-        raise ExperimentFileError(path, key, f"id {cid!r} is reserved", "give the condition another id")
+        raise ExperimentFileError(path, key, f"id {cid!r} is reserved", "another id", "rename the condition")
     data = _table(path, {key: table}, key, CONDITION_KEYS)
     actor = data.get("actor")
-    if actor not in ACTORS:
+    if not isinstance(actor, str) or actor not in ACTORS:  # a list or table cannot be looked up
         raise ExperimentFileError(
             path, f"{key}.actor", f"unknown actor {actor!r}", f"one of {', '.join(ACTORS)}"
         )

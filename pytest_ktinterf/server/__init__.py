@@ -8,6 +8,7 @@ import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
+from pytest_ktinterf.option_values import words
 from pytest_ktinterf.options import Options
 from pytest_ktinterf.server.base import Say, ServerHandle, free_port
 from pytest_ktinterf.server.embedded import embedded_server
@@ -81,7 +82,7 @@ def _preset_command(options: Options, pinned: bool = True, port: str = "{port}")
     from pytest_ktinterf.server import presets
 
     assert options.preset is not None
-    values = presets.parse_preset_args(shlex.split(options.preset_args or ""))
+    values = presets.parse_preset_args(words(presets.ARGS_OPTION, options.preset_args))
     argv = presets.preset_command(
         options.preset,
         values,

@@ -17,7 +17,6 @@ engine too, and lift it again (:class:`ContainerMemory`).
 from __future__ import annotations
 
 import contextlib
-import shlex
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Any
 import psutil
 
 from pytest_ktinterf.errors import KtInterfError
+from pytest_ktinterf.option_values import words
 from pytest_ktinterf.server.base import Say, ServerHandle, free_port, wait_ready
 from pytest_ktinterf.server.embedded import llama_server_argv
 from pytest_ktinterf.system import docker_engine
@@ -56,7 +56,7 @@ class ContainerSpec:
 def parse_volumes(text: str | None, option: str = "--kt-docker-volumes") -> dict[str, dict[str, str]]:
     """``"HOST:CONTAINER[:ro|rw] ..."`` -> the SDK's volume mapping; host paths must exist locally."""
     volumes: dict[str, dict[str, str]] = {}
-    for item in shlex.split(text or ""):
+    for item in words(option, text):
         parts = item.split(":")
         if (
             len(parts) not in (2, 3)
@@ -80,7 +80,7 @@ def parse_volumes(text: str | None, option: str = "--kt-docker-volumes") -> dict
 def parse_environment(text: str | None, option: str = "--kt-docker-env") -> dict[str, str]:
     """``"KEY=VALUE ..."`` -> a dict."""
     env: dict[str, str] = {}
-    for item in shlex.split(text or ""):
+    for item in words(option, text):
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise KtInterfError(
@@ -370,7 +370,7 @@ def docker_server(
         )
         description = f"llama-server container ({assets.model.name})"
     else:
-        parts = shlex.split(command) if isinstance(command, str) else list(command)
+        parts = words("--kt-docker-cmd", command) if isinstance(command, str) else list(command)
         if not parts:
             raise KtInterfError("--kt-docker-cmd is empty", "give the command the container runs")
         argv = [part.replace("{port}", str(port)) for part in parts]

@@ -9,6 +9,10 @@ import os
 
 from pytest_ktinterf.errors import KtInterfError
 
+# Above any kernel's NR_CPUS (at most 8192): a typo such as '0-99999999' must be refused, not
+# expanded into a set of a hundred million cores.
+MAX_CORE = 65535
+
 
 def parse_cpu_list(text: str, option: str = "--kt-server-cpus", check_available: bool = True) -> list[int]:
     """Parse the kernel's cpu-list syntax ('0-3,8') into sorted core numbers.
@@ -23,14 +27,16 @@ def parse_cpu_list(text: str, option: str = "--kt-server-cpus", check_available:
                 continue
             if "-" in part:
                 lo, hi = (int(x) for x in part.split("-", 1))
-                if hi < lo:
+                if not 0 <= lo <= hi <= MAX_CORE:
                     raise ValueError(part)
                 cores.update(range(lo, hi + 1))
+            elif not 0 <= int(part) <= MAX_CORE:
+                raise ValueError(part)
             else:
                 cores.add(int(part))
     except ValueError as exc:
         raise KtInterfError(
-            f"{option}={text!r} is not a core list",
+            f"{option}={text!r} is not a core list (core numbers 0 to {MAX_CORE})",
             "write cores like '1' or '0-3,8'",
         ) from exc
     available = sorted(os.sched_getaffinity(0))
