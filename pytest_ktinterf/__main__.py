@@ -76,6 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     show = sub.add_parser("presets", help="the KT server presets, their parameters and sources")
     show.add_argument("name", nargs="?", default=None)
     sub.add_parser("reap", help="kill processes and remove containers left by a crashed session")
+    sub.add_parser(
+        "leftovers",
+        help="list what sessions that died left here (processes, cgroups, containers, weights copies, "
+        "temporary files; run in the pytest rootdir), touching nothing; exit 1 when anything is left",
+    )
     compare = sub.add_parser(
         "compare",
         help="judge a session (a report record or a baseline's newest) against a baseline file; "
@@ -95,6 +100,13 @@ def main(argv: list[str] | None = None) -> int:
         return _record_baseline(args.sessions, args.pytest_args)
     if args.command == "compare":
         return baseline_cli.run(args)  # reports its own errors, as "error: <cause>; <fix>"
+    if args.command == "leftovers":
+        from pytest_ktinterf.system.leftovers import list_leftovers
+
+        found = list_leftovers(Path.cwd())
+        for line in found:
+            print(line)
+        return 1 if found else 0
     try:
         if args.command == "fetch":
             server, model = assets.fetch(args.cache_dir)

@@ -21,11 +21,13 @@ import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+import pytest
 
 REAP_TIMEOUT_S = 30.0
 
@@ -114,3 +116,61 @@ def child_process(
         yield child
     finally:
         child.kill_all()
+
+
+# -- a pytest session that holds the server and every host actor, to be interrupted or killed --
+
+# The held session: the embedded server (its weights copy, its memory cgroup), CPU stress,
+# memory bandwidth, an idle RAM filler and the contained overflow (the cgroup's limit set), plus
+# a grandchild the kernel's death signal cannot reach: only the reaper can. It writes the
+# server's cgroup to ``cgroup`` and ``ready`` once every actor is at pressure, then waits.
+SESSION = """
+import time
+from pathlib import Path
+from pytest_ktinterf.system.processes import spawn
+
+def test_hold(kt_server, kt_cpu_stress, kt_memory_bandwidth, kt_ram_filler, kt_ram_overflow, kt_log_dir):
+    spawn(["sh", "-c", "sleep 300 & wait"], name="orphan-maker", log_path=kt_log_dir / "o.log")
+    Path("cgroup").write_text(str(kt_server.cgroup.path) if kt_server.cgroup else "")
+    with kt_cpu_stress([0]), kt_memory_bandwidth([1]), kt_ram_filler(gib=0.25), kt_ram_overflow("contained"):
+        Path("ready").write_text("ready")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not Path("never").exists():
+            time.sleep(0.1)
+"""
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll ``predicate`` until true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def start_session(
+    pytester: pytest.Pytester, sessions: Callable[..., Child], source: str = SESSION, *args: str
+) -> Child:
+    """Start the held session (``source``, pytest ``args``); return once it wrote ``ready``."""
+    pytester.makepyfile(test_hold=source)
+    session = sessions("test_hold.py", *args)
+    wait_for(
+        lambda: (pytester.path / "ready").exists() or session.popen.poll() is not None, 120, "the session"
+    )
+    if session.popen.poll() is not None:
+        raise AssertionError(session.output() or "session ended early")
+    return session
+
+
+def alive(procs: list[psutil.Process]) -> list[str]:
+    """``pid cmdline`` of those of ``procs`` still running (zombies are not)."""
+    out = []
+    for p in procs:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(f"{p.pid} {' '.join(p.cmdline())}")
+        except psutil.NoSuchProcess:
+            continue
+    return out

@@ -1,101 +1,18 @@
-"""Nothing is left running: after Ctrl-C, and after SIGKILL of pytest followed by a new session."""
+"""Nothing is left running: after Ctrl-C, and after SIGKILL of pytest followed by a new session.
+
+The held session (``SESSION``) and the ``sessions`` fixture are shared with ``test_leftovers.py``.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import itertools
-import os
 import signal
-import sys
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
-from pytest_ktinterf.system.assets import cache_dir
 from pytest_ktinterf.system.reap import reap_leftovers
-from tests.child_sessions import Child, child_process
-
-# Resolved now: pytester points HOME at a temporary directory for the sessions it starts.
-CACHE = str(cache_dir())
-
-SESSION = """
-import time
-from pathlib import Path
-from pytest_ktinterf.system.processes import spawn
-
-def test_hold(kt_server, kt_cpu_stress, kt_memory_bandwidth, kt_ram_filler, kt_ram_overflow, kt_log_dir):
-    # A grandchild that the kernel's death signal cannot reach: only the reaper can.
-    spawn(["sh", "-c", "sleep 300 & wait"], name="orphan-maker", log_path=kt_log_dir / "o.log")
-    Path("cgroup").write_text(str(kt_server.cgroup.path) if kt_server.cgroup else "")
-    with kt_cpu_stress([0]), kt_memory_bandwidth([1]), kt_ram_filler(gib=0.25), kt_ram_overflow("contained"):
-        Path("ready").write_text("ready")
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not Path("never").exists():
-            time.sleep(0.1)
-"""
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-@pytest.fixture
-def sessions(pytester: pytest.Pytester, tmp_path: Path) -> Iterator[Callable[[str], Child]]:
-    """Starts child pytest sessions that leave nothing behind, whatever the test does.
-
-    Each child runs in a session of its own with SIGINT at its default (see
-    :mod:`tests.child_sessions`). At teardown every child's process tree is killed and reaped, then
-    the reaper clears what their registry (``tmp_path``) still lists: grandchildren orphaned
-    before they were seen, and the server's memory cgroup.
-    """
-    env = {**os.environ, "KTINTERF_STATE_DIR": str(tmp_path), "KTINTERF_CACHE": CACHE}
-    numbers = itertools.count()
-    stack = contextlib.ExitStack()
-
-    def start(test_file: str) -> Child:
-        log_path = tmp_path / f"session-{next(numbers)}.log"
-        argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test_file]
-        return stack.enter_context(child_process(argv, cwd=pytester.path, env=env, log_path=log_path))
-
-    try:
-        yield start
-    finally:
-        try:
-            stack.close()
-        finally:
-            with pytest.MonkeyPatch.context() as patch:
-                patch.setenv("KTINTERF_STATE_DIR", str(tmp_path))
-                reap_leftovers()
-
-
-def start_session(pytester: pytest.Pytester, sessions: Callable[[str], Child]) -> Child:
-    pytester.makepyfile(test_hold=SESSION)
-    session = sessions("test_hold.py")
-    wait_for(
-        lambda: (pytester.path / "ready").exists() or session.popen.poll() is not None, 120, "the session"
-    )
-    if session.popen.poll() is not None:
-        raise AssertionError(session.output() or "session ended early")
-    return session
-
-
-def alive(procs: list[psutil.Process]) -> list[str]:
-    out = []
-    for p in procs:
-        try:
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                out.append(f"{p.pid} {' '.join(p.cmdline())}")
-        except psutil.NoSuchProcess:
-            continue
-    return out
+from tests.child_sessions import alive, start_session, wait_for
 
 
 def test_ctrl_c_stops_server_and_actors(pytester: pytest.Pytester, sessions, tmp_path, monkeypatch):

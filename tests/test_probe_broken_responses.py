@@ -5,12 +5,13 @@ The co-runner's load sends the probe's requests: the same responses, counted as 
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 
 from pytest_ktinterf.actors.corunner_load import LoopCounts, RequestLoop
-from pytest_ktinterf.errors import InvalidMeasurement, KtInterfError
+from pytest_ktinterf.errors import InvalidMeasurement, KtInterfError, ServerError
 from pytest_ktinterf.measure.probe import Probe, ProbeWarning
 from tests.fake_broken_server import fake_broken_server, sse, token_chunk, usage_chunk
 
@@ -128,3 +129,55 @@ def test_corunner_load_counts_a_broken_response_as_an_error_not_a_completion(sta
     assert counts.completed == 0
     assert counts.errors >= 1
     assert message in counts.last_error
+
+
+# --- a server that hangs: one clear error within a deadline, never a hang -------------------------
+
+TIMEOUT_S = 1.0  # the probe's request timeout in these tests (the plugin's default is 300 s)
+DEADLINE_S = 10.0  # the error must come by then; a probe that waits for the server would not
+
+
+def measure_in_thread(url: str) -> tuple[BaseException | None, float]:
+    """Measure once with a short request timeout, in a thread joined with a deadline.
+
+    Returns the error raised and how long it took. A probe that hangs fails the test at the
+    deadline instead of hanging the suite; the fake server's exit then closes its connection,
+    which releases the thread.
+    """
+    p = Probe(url, prompt_tokens=32, max_tokens=8, request_timeout_s=TIMEOUT_S)
+    p.filler_words = 10
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            p.measure(1)
+            outcome.append(None)
+        except BaseException as exc:  # handed to the test as it came
+            outcome.append(exc)
+
+    started = time.monotonic()
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(DEADLINE_S)
+    elapsed = time.monotonic() - started
+    if worker.is_alive():
+        pytest.fail(f"the probe hung: no error {DEADLINE_S:.0f} s after the server stopped answering")
+    return outcome[0], elapsed
+
+
+@pytest.mark.parametrize(
+    ("then", "body", "message"),
+    [
+        ("never", b"", f"timed out after {TIMEOUT_S} s"),  # accepts, reads, never answers
+        ("stall", GOOD_TOKENS[: len(GOOD_TOKENS) // 2], f"timed out after {TIMEOUT_S} s"),
+        ("trickle", GOOD_TOKENS[: len(GOOD_TOKENS) // 2], f"streamed no token for {TIMEOUT_S} s"),
+    ],
+    ids=["never-answers", "stalls-mid-stream", "stalls-behind-keep-alive-comments"],
+)
+def test_a_hung_server_is_one_clear_error_within_the_deadline(then, body, message):
+    with fake_broken_server(body=body, then=then) as url:
+        error, elapsed = measure_in_thread(url)
+    assert isinstance(error, ServerError), repr(error)
+    assert message in error.line() and url in error.line(), error.line()
+    assert "\n" not in error.line() and " -- fix: " in error.line()
+    assert elapsed < TIMEOUT_S + 5.0, f"the error took {elapsed:.1f} s"

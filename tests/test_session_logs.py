@@ -113,3 +113,23 @@ def test_only_the_newest_dead_folders_are_kept(tmp_path: Path, live_python: int)
 def test_no_log_folder_is_nothing_to_do(tmp_path: Path):
     assert reap_session_logs(tmp_path) == []
     assert not (tmp_path / ".ktinterf").exists()
+
+
+def test_leftovers_command_lists_a_dead_sessions_copy_and_runtime_files_until_reaped(tmp_path: Path):
+    """``python -m pytest_ktinterf leftovers`` (the plugin's listing) names what the reaper removes."""
+    folder = plant(tmp_path, dead_pid())
+    (folder / "ram-filler-idle-7f00.status").write_text("holding 1.0")
+    env = {**os.environ, "KTINTERF_STATE_DIR": str(tmp_path / "state")}  # an empty registry of our own
+    argv = [sys.executable, "-m", "pytest_ktinterf", "leftovers"]
+    listed = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 1, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert sum(line.startswith("weights copy ") for line in lines) == 3, lines
+    assert [line for line in lines if line.startswith("runtime file ")] == [
+        f"runtime file {folder / 'ram-filler-idle-7f00.status'} of a dead session"
+    ]
+    said = reap_session_logs(tmp_path)
+    assert f"removed 1 runtime file(s) of a session that died from {folder}" in said
+    again = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert (again.returncode, again.stdout) == (0, ""), again.stderr
+    assert (folder / "server-embedded.log").is_file()

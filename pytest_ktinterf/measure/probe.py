@@ -141,6 +141,7 @@ class Probe:
                     )
                 async for line in response.aiter_lines():
                     now = time.perf_counter()
+                    _check_progress(now - (token_times[-1] if token_times else t_send), self)
                     if not line.startswith("data:"):
                         continue  # blank separators, SSE comments, event: lines
                     data = line[5:].strip()
@@ -243,6 +244,22 @@ class Probe:
                 f"prompt was {request.prompt_tokens} tokens, target {self.prompt_tokens}",
                 "calibration drifted; rerun, or report the server's usage.prompt_tokens as odd",
             )
+
+
+def _check_progress(since_token_s: float, probe: Probe) -> None:
+    """Raise when the stream has carried no token for the read timeout.
+
+    httpx's read timeout bounds the wait for each *read*, so a stream kept alive by SSE comments
+    or token-less chunks (a proxy's keep-alive in front of a hung server) would never time out:
+    the probe would hang for good. Progress is a token (or, before the first, the request).
+    """
+    limit = probe.timeout.read
+    if limit is not None and since_token_s > limit:
+        raise ServerError(
+            f"request to {probe.url}{probe.path} streamed no token for {limit} s "
+            "(only keep-alive lines or token-less chunks)",
+            "the server is hung behind a live connection; check its log, or lower --kt-streams",
+        )
 
 
 def _parse_chunk(data: str, url: str) -> dict[str, Any]:

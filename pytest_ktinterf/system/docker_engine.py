@@ -142,22 +142,31 @@ def remove(container: Any, grace_s: int = 5) -> None:
         container.remove(force=True, v=True)
 
 
-def reap_containers(client: Any | None = None) -> list[str]:
-    """Remove labelled containers whose owning pytest on this host is gone; lines for the log."""
+def orphaned_containers(client: Any | None = None) -> list[Any]:
+    """Labelled containers whose owning pytest on this host is gone (none without an engine)."""
     if client is None:
         if not docker_configured():
             return []
         client, _ = try_connect()
         if client is None:
             return []
+    return [container for container in ours(client, all_owners=True) if _owner_gone(container.labels)]
+
+
+def describe(container: Any) -> str:
+    """A leftover container in one line: its name, role and owner."""
+    return (
+        f"container {container.name} ({container.labels.get(LABEL)}, owner pid "
+        f"{container.labels.get(OWNER_PID)})"
+    )
+
+
+def reap_containers(client: Any | None = None) -> list[str]:
+    """Remove labelled containers whose owning pytest on this host is gone; lines for the log."""
     reaped = []
-    for container in ours(client, all_owners=True):
-        if _owner_gone(container.labels):
-            remove(container, grace_s=2)
-            reaped.append(
-                f"container {container.name} ({container.labels.get(LABEL)}, owner pid "
-                f"{container.labels.get(OWNER_PID)})"
-            )
+    for container in orphaned_containers(client):
+        remove(container, grace_s=2)
+        reaped.append(describe(container))
     return reaped
 
 

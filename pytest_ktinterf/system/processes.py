@@ -174,12 +174,18 @@ def _leader_reused(pgid: int, create_time: float) -> bool:
         return False
 
 
-def reap_group(record: dict[str, object]) -> list[str]:
-    """Kill a process group a dead session left running; a line for it, or none if it is gone."""
+def group_members(record: dict[str, object]) -> list[psutil.Process]:
+    """The processes still in a recorded group (none when its number now names someone else's)."""
     pgid = int(record["pgid"])  # type: ignore[call-overload]
     if _leader_reused(pgid, float(record.get("create_time", 0.0))):  # type: ignore[arg-type]
         return []
-    members = _group_members(pgid)
+    return _group_members(pgid)
+
+
+def reap_group(record: dict[str, object]) -> list[str]:
+    """Kill a process group a dead session left running; a line for it, or none if it is gone."""
+    pgid = int(record["pgid"])  # type: ignore[call-overload]
+    members = group_members(record)
     if not members:
         return []
     _kill_group(pgid, signal.SIGKILL)

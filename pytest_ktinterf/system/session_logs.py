@@ -32,6 +32,10 @@ PREFIX = "session-"
 # their weights copies gone a folder holds only logs, so 20 of them bound the disk taken.
 KEEP_DEAD_SESSION_LOGS = 20
 WEIGHTS = ("weights-*", "docker-weights-*")  # server/embedded.py, server/docker.py
+# What a live session's actors use to talk with their children and delete at stop (a filler's
+# status and grow files, actors/memory.py; a GPU child's ready file, actors/gpu.py; the ``.tmp``
+# of their atomic writes): a killed session cannot delete them, and they are not logs.
+RUNTIME = ("*.status", "*.grow", "*.ready", "*.tmp")
 _PYTHON = ("python", "pytest", "py.test", "pypy")  # what runs a pytest session
 
 
@@ -60,15 +64,30 @@ def _size(path: Path) -> int:
     return sum(Path(top, name).lstat().st_size for top, _, files in os.walk(path) for name in files)
 
 
-def _weights_copies(folder: Path) -> list[Path]:
-    """Every ``weights-*`` file or folder in a session folder (the candidate's subfolder too)."""
+def _matching(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
+    """Every file or folder in a session folder (the candidate's subfolder too) named by ``patterns``."""
     found = []
     for top, dirs, files in os.walk(folder):  # symlinked folders are not followed
         for name in [*dirs, *files]:
-            if any(fnmatch.fnmatch(name, pattern) for pattern in WEIGHTS):
+            if any(fnmatch.fnmatch(name, pattern) for pattern in patterns):
                 found.append(Path(top, name))
         dirs[:] = [d for d in dirs if Path(top, d) not in found]
     return found
+
+
+def _weights_copies(folder: Path) -> list[Path]:
+    """Every ``weights-*`` file or folder in a session folder (the candidate's subfolder too)."""
+    return _matching(folder, WEIGHTS)
+
+
+def dead_sessions_leftovers(rootpath: Path) -> list[Path]:
+    """What dead sessions' log folders under ``rootpath`` still hold besides logs: weights copies
+    and runtime files. Empty is the state :func:`reap_session_logs` leaves."""
+    logs = Path(rootpath, LOGS)
+    if not logs.is_dir():
+        return []
+    folders = [folder for _, folder in _dead_session_folders(logs)]
+    return [path for folder in folders for path in _matching(folder, WEIGHTS + RUNTIME)]
 
 
 def _remove(path: Path) -> None:
@@ -94,7 +113,7 @@ def _dead_session_folders(logs: Path) -> list[tuple[int, Path]]:
 
 
 def reap_session_logs(rootpath: Path, keep: int = KEEP_DEAD_SESSION_LOGS) -> list[str]:
-    """Delete dead sessions' weights copies, and their folders beyond the newest ``keep``.
+    """Delete dead sessions' weights copies and runtime files, and their folders beyond the newest ``keep``.
 
     Returns a line per weights copy and one for the pruned folders, for the session to print;
     what cannot be deleted (a folder a root session left, say) is named, never an error. A
@@ -135,6 +154,13 @@ def reap_session_logs(rootpath: Path, keep: int = KEEP_DEAD_SESSION_LOGS) -> lis
                 )
                 continue
             said.append(f"removed the weights copy {copy} ({size / 1e6:.0f} MB) of a session that died")
+        runtime = 0
+        for path in _matching(folder, RUNTIME):
+            with contextlib.suppress(OSError):  # tiny files: one that resists is not worth a line
+                path.unlink()
+                runtime += 1
+        if runtime:
+            said.append(f"removed {runtime} runtime file(s) of a session that died from {folder}")
         with contextlib.suppress(OSError):
             os.utime(folder, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     return said
