@@ -14,6 +14,8 @@ from pathlib import Path
 
 import psutil
 
+from pytest_ktinterf.datafile import write_atomic
+
 
 def registry_dir() -> Path:
     """Where live process groups are recorded (machine-wide, shared by all sessions)."""
@@ -29,9 +31,7 @@ def write_record(stem: str, payload: dict[str, object]) -> Path:
     """Record something we own (a process group, a cgroup) with us as its owner, for the reaper."""
     record = registry_dir() / f"{stem}.json"
     owner = {"owner_pid": os.getpid(), "owner_create_time": psutil.Process().create_time()}
-    partial = record.with_name(f".{record.name}.{os.getpid()}.tmp")
-    partial.write_text(json.dumps({**payload, **owner}))
-    os.replace(partial, record)  # atomic: a starting session never reads half a record
+    write_atomic(record, json.dumps({**payload, **owner}))  # a starting session never reads half of it
     return record
 
 
