@@ -14,6 +14,7 @@ place that writes them (``tests/test_safety.py`` holds every other module to tha
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -76,10 +77,29 @@ def write_atomic(path: Path, text: str) -> None:
     two writers never share it; on any error it is removed. No fsync: the readers are other
     processes on a running machine, not a reboot.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp = _temporary(Path(path))
     try:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def copy_atomic(source: Path, target: Path) -> None:
+    """Copy ``source`` over ``target`` (content and mode) so that it appears whole or not at all.
+
+    For the built ``llama-server`` in the shared cache: copied in place, another session could
+    find it half-written or not yet executable, and overwriting a binary that a running server
+    executes fails with "Text file busy"; a rename swaps the name and leaves that server its file.
+    """
+    tmp = _temporary(Path(target))
+    try:
+        shutil.copy2(source, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _temporary(path: Path) -> Path:
+    """A name beside ``path`` that no other writer (process or thread) uses at the same time."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
