@@ -12,6 +12,7 @@ with the reason it needs none.
 from __future__ import annotations
 
 import ast
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from pytest_ktinterf import datafile
+from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.system import registry
 from tests.source_scan import calls, dotted, package_modules
 
@@ -153,3 +155,34 @@ def test_a_starting_session_never_drops_a_live_sessions_record(tmp_path, monkeyp
     finally:
         done.set()
         writer.join()
+
+
+def test_a_state_folder_another_user_may_write_is_refused(tmp_path, monkeypatch):
+    """Registry records are orders to kill: only this user may be able to write them."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("KTINTERF_STATE_DIR", str(state))
+    assert registry.registry_dir() == state / "live"
+    state.chmod(0o777)  # what a folder someone else made in /tmp may look like
+    with pytest.raises(KtInterfError, match="not private to this user"):
+        registry.registry_dir()
+    state.chmod(0o755)
+    link = tmp_path / "link"
+    link.symlink_to(state)
+    monkeypatch.setenv("KTINTERF_STATE_DIR", str(link))
+    assert registry.registry_dir() == link / "live"  # our own link to our own folder is fine
+    if os.geteuid() == 0:
+        os.chown(state / "live", 65534, 65534)  # nobody's
+        with pytest.raises(KtInterfError, match="owner uid 65534"):
+            registry.registry_dir()
+
+
+def test_a_session_with_a_foreign_state_folder_stops_with_one_line(pytester, tmp_path, monkeypatch):
+    state = tmp_path / "shared-state"
+    (state / "live").mkdir(parents=True)
+    state.chmod(0o777)
+    pytester.makepyfile("def test_nothing(kt_log_dir):\n    pass\n")
+    monkeypatch.setenv("KTINTERF_STATE_DIR", str(state))
+    result = pytester.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(["*ktinterf: the state folder * is not private to this user*"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
