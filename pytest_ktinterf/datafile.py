@@ -100,6 +100,13 @@ def copy_atomic(source: Path, target: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def remove_with_temporaries(path: Path) -> None:
+    """Delete ``path`` and any temporary file a writer killed mid-write left beside it."""
+    path = Path(path)
+    for leftover in [path, *path.parent.glob(f".{path.name}.*.tmp")]:
+        leftover.unlink(missing_ok=True)
+
+
 def _temporary(path: Path) -> Path:
     """A name beside ``path`` that no other writer (process or thread) uses at the same time."""
     return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")

@@ -186,3 +186,13 @@ def test_a_session_with_a_foreign_state_folder_stops_with_one_line(pytester, tmp
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stdout.fnmatch_lines(["*ktinterf: the state folder * is not private to this user*"])
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_a_writer_killed_mid_write_leaves_nothing_after_the_cleanup(tmp_path):
+    """Actors delete their status files with what a killed child's half-write left beside them."""
+    status = tmp_path / "ram-filler.status"
+    datafile.write_atomic(status, "ready 1")
+    (tmp_path / ".ram-filler.status.4242.1.tmp").write_text("rea")  # SIGKILL mid-write
+    (tmp_path / "other.log").write_text("kept")
+    datafile.remove_with_temporaries(status)
+    assert [p.name for p in tmp_path.iterdir()] == ["other.log"]

@@ -23,7 +23,7 @@ from typing import Any
 import psutil
 
 from pytest_ktinterf.actors.base import Actor, wait_for
-from pytest_ktinterf.datafile import write_atomic
+from pytest_ktinterf.datafile import remove_with_temporaries, write_atomic
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.system.processes import Child, spawn, terminate
 
@@ -285,5 +285,5 @@ class RamFiller(Actor):
     def _stop(self) -> None:
         if self.child is not None:
             terminate(self.child)
-        for path in (self._status_path, self._status_path.with_suffix(".tmp"), self._grow_path):
-            path.unlink(missing_ok=True)
+        for path in (self._status_path, self._grow_path):
+            remove_with_temporaries(path)  # the child may have been killed mid-write
