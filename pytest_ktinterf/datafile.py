@@ -1,4 +1,4 @@
-"""Reading the files users give us as data: one place for the rule, one line when it breaks.
+"""Files as data: reading users' files (one line when it breaks) and writing shared ones atomically.
 
 Experiment files (TOML) and baseline files and session records (JSON) are written by people
 and by other tools; a file saved in Latin-1 or UTF-16, or a binary file given by mistake,
@@ -6,10 +6,16 @@ used to escape as a ``UnicodeDecodeError`` traceback. They are read here, as byt
 UTF-8 (what TOML and JSON require, whatever the locale says; a leading BOM, as Windows
 editors write it, is dropped), and a failure is a
 :class:`DataFileError`: the file, what is wrong, and the fix.
+
+Files that another process or session reads are written by :func:`write_atomic`, the one
+place that writes them (``tests/test_safety.py`` holds every other module to that).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import threading
 from pathlib import Path
 
 from pytest_ktinterf.errors import KtInterfError
@@ -56,3 +62,51 @@ def peek_text(path: Path) -> str | None:
         return Path(path).read_bytes().decode("utf-8-sig", errors="replace")
     except OSError:
         return None
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path``'s content with ``text`` so that no reader ever sees half of it.
+
+    Everything another process reads while we may be writing it goes through here: registry
+    records (a starting session deletes a record it cannot parse, and a dropped record is a
+    process never reaped), baseline files, the JSON/Markdown/SVG report, xdist outcomes, and the
+    status files between an actor and its child. The text goes to a temporary file in the same
+    folder (so the rename cannot cross file systems), then ``os.replace`` swaps it in: a reader
+    opens the old file or the new one, and a writer killed half-way leaves the old file and a
+    temporary one, never a truncated file. The temporary name carries the pid and thread, so
+    two writers never share it; on any error it is removed. No fsync: the readers are other
+    processes on a running machine, not a reboot.
+    """
+    tmp = _temporary(Path(path))
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def copy_atomic(source: Path, target: Path) -> None:
+    """Copy ``source`` over ``target`` (content and mode) so that it appears whole or not at all.
+
+    For the built ``llama-server`` in the shared cache: copied in place, another session could
+    find it half-written or not yet executable, and overwriting a binary that a running server
+    executes fails with "Text file busy"; a rename swaps the name and leaves that server its file.
+    """
+    tmp = _temporary(Path(target))
+    try:
+        shutil.copy2(source, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def remove_with_temporaries(path: Path) -> None:
+    """Delete ``path`` and any temporary file a writer killed mid-write left beside it."""
+    path = Path(path)
+    for leftover in [path, *path.parent.glob(f".{path.name}.*.tmp")]:
+        leftover.unlink(missing_ok=True)
+
+
+def _temporary(path: Path) -> Path:
+    """A name beside ``path`` that no other writer (process or thread) uses at the same time."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")

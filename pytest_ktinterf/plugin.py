@@ -97,7 +97,10 @@ def _activate(config: pytest.Config) -> None:
     if config.stash.get(_reaped_key, False):
         return
     config.stash[_reaped_key] = True
-    reaped = reap_leftovers() + reap_containers()
+    try:
+        reaped = reap_leftovers() + reap_containers()
+    except KtInterfError as exc:  # a state folder not ours (registry.py): stop before anything runs
+        pytest.exit(f"ktinterf: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
     outcomes.remove_runs()
     writer = config.get_terminal_writer()
     for line in reaped:

@@ -24,6 +24,8 @@ import os
 import time
 from pathlib import Path
 
+from pytest_ktinterf.datafile import write_atomic
+
 CHUNK = 64 * 2**20
 POPULATE_CHUNK = 256 * 2**20
 _MCL_CURRENT = 1
@@ -31,9 +33,8 @@ _MADV_POPULATE_WRITE = 23  # Linux >= 5.14: fault pages in writable, in the kern
 
 
 def _status(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Atomically: the parent polls this file and must never read half a word."""
+    write_atomic(path, text)
 
 
 def _touch(buf: mmap.mmap, offset: int, end: int, block: memoryview) -> None:

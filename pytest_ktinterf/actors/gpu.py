@@ -48,6 +48,7 @@ from pytest_ktinterf.actors.gpu_device import (
     same_gpu,
 )
 from pytest_ktinterf.actors.gpu_rules import GIB, HOLD_FRACTION, MARGIN_MIB, MIB, UTIL_FRACTION
+from pytest_ktinterf.datafile import remove_with_temporaries
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.system.processes import Child, spawn, terminate
 
@@ -200,8 +201,7 @@ class _GpuActor(Actor):
         if self.child is not None:
             terminate(self.child)
         if self._ready_path is not None:
-            self._ready_path.unlink(missing_ok=True)
-            self._ready_path.with_name(self._ready_path.name + ".tmp").unlink(missing_ok=True)
+            remove_with_temporaries(self._ready_path)  # the child may have been killed mid-write
 
 
 @dataclass(kw_only=True)

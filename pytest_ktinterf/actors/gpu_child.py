@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pytest_ktinterf.datafile import write_atomic
+
 EXIT_NO_BACKEND = 3
 EXIT_GPU_FAILURE = 4
 DEFAULT_PERIOD_S = 0.1
@@ -90,9 +92,7 @@ def duty_cycle(
 
 def write_ready(path: Path, record: dict[str, Any]) -> None:
     """Write the readiness record atomically: the parent sees it whole or not at all."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(record))
 
 
 # --- backends ----------------------------------------------------------------------------------

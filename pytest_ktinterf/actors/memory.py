@@ -23,6 +23,7 @@ from typing import Any
 import psutil
 
 from pytest_ktinterf.actors.base import Actor, wait_for
+from pytest_ktinterf.datafile import remove_with_temporaries, write_atomic
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.system.processes import Child, spawn, terminate
 
@@ -192,7 +193,7 @@ class RamFiller(Actor):
         word, value = self._read_status()
         if word == "ready" and value >= self.target_bytes:
             self.target_bytes += available - leave
-            self._grow_path.write_text(str(self.target_bytes))
+            write_atomic(self._grow_path, str(self.target_bytes))
         return False, measured
 
     def _start(self) -> None:
@@ -234,7 +235,7 @@ class RamFiller(Actor):
     def _extra_args(self) -> list[str]:
         if not self._grows():
             return []
-        self._grow_path.write_text(str(self.target_bytes))
+        write_atomic(self._grow_path, str(self.target_bytes))
         return ["--grow", str(self._grow_path)]
 
     def _measure(self) -> dict[str, Any]:
@@ -284,5 +285,5 @@ class RamFiller(Actor):
     def _stop(self) -> None:
         if self.child is not None:
             terminate(self.child)
-        for path in (self._status_path, self._status_path.with_suffix(".tmp"), self._grow_path):
-            path.unlink(missing_ok=True)
+        for path in (self._status_path, self._grow_path):
+            remove_with_temporaries(path)  # the child may have been killed mid-write

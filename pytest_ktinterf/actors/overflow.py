@@ -21,6 +21,7 @@ import psutil
 
 from pytest_ktinterf.actors.base import Actor, wait_for
 from pytest_ktinterf.actors.memory import GIB, MIB, TOLERANCE, RamFiller, default_reserve_bytes, fmt_gib
+from pytest_ktinterf.datafile import write_atomic
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.measure.monitor import vmstat
 from pytest_ktinterf.server.base import LimitableMemory
@@ -238,7 +239,7 @@ class HostOverflow(RamFiller):
         grown = min(self._ceiling, self.target_bytes + wanted - pushed)
         if grown > self.target_bytes:  # the kernel found more to reclaim than MemAvailable said
             self.target_bytes = grown
-            self._grow_path.write_text(str(grown))
+            write_atomic(self._grow_path, str(grown))
         elif self.target_bytes >= self._ceiling:
             measured += (
                 f", at the most it may hold ({fmt_gib(self._ceiling)}: swap free minus the reserve); "

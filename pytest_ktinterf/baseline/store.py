@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_ktinterf.baseline.fingerprint import Fingerprint
-from pytest_ktinterf.datafile import read_text
+from pytest_ktinterf.datafile import read_text, write_atomic
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.judge.stats import Interval, paired_ratio_ci
 
@@ -249,12 +248,7 @@ class BaselineFile:
         """Write atomically (same-folder temporary file, then ``os.replace``), sorted and indented."""
         text = json.dumps(self.to_json(), indent=1, sort_keys=True) + "\n"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(text)
-            os.replace(tmp, self.path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_atomic(self.path, text)
 
     def append(self, session: dict[str, Any], keep: int | None = None) -> None:
         """Add the newest session; with ``keep``, drop the oldest beyond that many."""

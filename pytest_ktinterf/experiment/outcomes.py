@@ -22,6 +22,7 @@ from typing import Any
 import psutil
 import pytest
 
+from pytest_ktinterf.datafile import write_atomic
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.experiment.interfere import VerdictFailure
 from pytest_ktinterf.measure.compare import METRICS, Comparison
@@ -143,9 +144,7 @@ def write(directory: Path | None, key: str, outcome: Outcome) -> None:
     if directory is None:
         return
     directory.mkdir(parents=True, exist_ok=True)
-    partial = directory / f".{key}.{os.getpid()}.tmp"
-    partial.write_text(json.dumps(outcome.to_json()))
-    os.replace(partial, directory / f"{key}.json")
+    write_atomic(directory / f"{key}.json", json.dumps(outcome.to_json()))
 
 
 def remove_runs(owner_pid: int | None = None) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pytest_ktinterf.datafile import write_atomic
 from pytest_ktinterf.judge.expectations import DEFAULT_BOUNDS
 from pytest_ktinterf.report.baseline_text import baseline_lines
 from pytest_ktinterf.report.record import TABLE_METRICS, comparison_status, percent_change
@@ -95,7 +96,5 @@ def render_markdown(record: dict[str, Any], plots: Sequence[Path] = (), json_nam
 def write_markdown(record: dict[str, Any], path: Path, plots: Sequence[Path] = ()) -> Path:
     """Write :func:`render_markdown` to ``path`` (atomically: a reader never sees half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(render_markdown(record, plots, json_name=path.with_suffix(".json").name))
-    partial.replace(path)
+    write_atomic(path, render_markdown(record, plots, json_name=path.with_suffix(".json").name))
     return path

@@ -18,11 +18,11 @@ should not pull matplotlib into every test environment, and two chart shapes do 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pytest_ktinterf.datafile import write_atomic
 from pytest_ktinterf.report.record import (
     TABLE_METRICS,
     comparison_status,
@@ -275,8 +275,6 @@ def write_plots(record: dict[str, Any], directory: Path) -> list[Path]:
             continue
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / name
-        tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
-        tmp.write_text(render(record), encoding="utf-8")
-        tmp.replace(path)
+        write_atomic(path, render(record))
         written.append(path)
     return written

