@@ -190,6 +190,11 @@ MISTAKES = {
         "conditions.cpu.params.load_percent",
         "an integer percentage, 1 to 100",
     ),
+    "infinite size": (
+        HEAD + '[conditions.ram]\nactor = "ram_filler"\nparams = { gib = inf }\n',
+        "conditions.ram.params.gib",
+        "a size in GiB above 0",
+    ),
     "bool for an integer param": (
         HEAD + CPU.replace('cores = "spare"', 'cores = "spare", load_percent = true'),
         "conditions.cpu.params.load_percent",

@@ -41,7 +41,8 @@ def _cores_ok(value: Any) -> bool:
 
 
 _CORES = Param((str, list), '"server", "spare" or a list of core numbers', _cores_ok)
-_GIB = Param((int, float), "a size in GiB above 0, e.g. 2 or 0.5", lambda v: v > 0)
+_MAX_GIB = 1 << 20  # a PiB: past any machine's memory, so a typo (1e400 = inf) is refused here
+_GIB = Param((int, float), "a size in GiB above 0, e.g. 2 or 0.5", lambda v: 0 < v <= _MAX_GIB)
 _INT = Param((int,), "an integer")
 _PERCENT = Param((int,), "an integer percentage, 1 to 100", lambda v: 1 <= v <= 100)
 _WORKERS = Param((int,), "a positive integer", lambda v: v >= 1)
@@ -110,7 +111,7 @@ ACTORS: dict[str, ActorSpec] = {
         {
             "mode": Param((str,), '"contained" or "host"', lambda v: v in ("contained", "host")),
             "working_set_fraction": _FRACTION,
-            "limit_mib": Param((int, float), "a positive limit in MiB", lambda v: v > 0),
+            "limit_mib": Param((int, float), "a positive limit in MiB", lambda v: 0 < v <= _MAX_GIB * 1024),
             "overflow_gib": _GIB,
         },
         host_only=lambda params: params.get("mode", "contained") == "host",
