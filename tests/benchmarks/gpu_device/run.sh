@@ -1,0 +1,69 @@
+#!/bin/bash
+# GPU proof on a lent GPU machine, one shot (prepare with prepare.sh beside this file; carry
+# .device): (1) the GPU actors' own tests against NVML, while a CUDA llama-server builds in the
+# background (sm_90, no FlashAttention kernels; 185 s on the H100 machine's 16 cores, 2026-11-26);
+# (2) the seed's GPU rows against that server, all layers offloaded; (3) the concurrency row if
+# time is left. Falls back to the CPU server carried beside it when the CUDA build fails, and
+# says so. Everything it reports lands in $OUT (the device tool brings back at most 8 files).
+set -u
+export PYTHONUNBUFFERED=1
+cd "$(dirname "$0")/../../.."
+REPO=$PWD
+T0=$(date +%s)
+stamp() { echo "== t=$(( $(date +%s) - T0 ))s $*"; }
+stamp start
+nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv
+nproc; python3 -V; command -v nvcc cmake ninja g++
+GEN=""; command -v ninja >/dev/null && GEN="-G Ninja"
+# cuBLAS: the toolkit's own, else the pip wheel's (nvidia/cu13/lib holds only versioned names).
+CUBLAS_LIB=$(dirname "$(find /usr/local/cuda/ /usr/local/cuda/lib64/ /opt /usr/lib /usr/local/lib -name 'libcublas.so*' 2>/dev/null | head -1)")
+CUBLAS_INC=$(dirname "$(find /usr/local/cuda/include/ /usr/local/cuda/targets/ "$CUBLAS_LIB/.." -name cublas_v2.h 2>/dev/null | head -1)")
+echo "cuBLAS: lib $CUBLAS_LIB, include $CUBLAS_INC"
+EXTRA=()
+if ! ls /usr/local/cuda/lib64/libcublas.so >/dev/null 2>&1 && [ -n "$CUBLAS_LIB" ]; then
+  EXTRA=(-DCUDA_cublas_LIBRARY="$(ls "$CUBLAS_LIB"/libcublas.so* | head -1)"
+         -DCUDA_cublasLt_LIBRARY="$(ls "$CUBLAS_LIB"/libcublasLt.so* | head -1)"
+         -DCMAKE_CUDA_FLAGS="-I$CUBLAS_INC" -DCMAKE_CXX_FLAGS="-I$CUBLAS_INC" -DCMAKE_C_FLAGS="-I$CUBLAS_INC")
+  export LD_LIBRARY_PATH="$CUBLAS_LIB:${LD_LIBRARY_PATH:-}"
+fi
+(
+  mkdir -p /tmp/llama && tar xJf .device/llama-src.tar.xz -C /tmp/llama && cd /tmp/llama &&
+  cmake -S . -B build $GEN -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF \
+    -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_UI=OFF \
+    -DLLAMA_USE_PREBUILT_UI=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_CUDA_FA=OFF \
+    -DGGML_CUDA_NCCL=OFF -DGGML_CUDA_NO_VMM=ON "${EXTRA[@]}" &&
+  timeout ${BUILD_TIMEOUT:-300} cmake --build build --target llama-server -j 15
+) > /tmp/build.log 2>&1 &
+BUILD=$!
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .device/whl/*.whl || exit 9
+export PYTHONPATH=/tmp/site
+python3 -c "import pytest, hypothesis, httpx, psutil, pynvml, torch; print('pytest', pytest.__version__, 'torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+
+
+stamp "GPU actor tests"
+timeout 240 python3 -m pytest tests/test_actor_gpu.py -v -p no:cacheprovider -rs 2>&1 | tee "$OUT/actor_gpu.log" | tail -45
+stamp "waiting for the CUDA build"
+wait $BUILD; echo "build rc=$?"; tail -c 3000 /tmp/build.log; cp /tmp/build.log "$OUT/build.log"
+
+SERVER=/tmp/llama/build/bin/llama-server; GPU_FLAGS="-ngl 99 -fa off"
+if [ ! -x "$SERVER" ]; then
+  echo "!! CUDA build failed: the GPU rows run against the CPU llama-server (no -ngl)"
+  xz -dc .device/llama-server-cpu.xz > /tmp/llama-server-cpu && chmod +x /tmp/llama-server-cpu
+  SERVER=/tmp/llama-server-cpu; GPU_FLAGS=""
+fi
+CMD="$SERVER -m $REPO/.device/smollm2-6l.gguf --host 127.0.0.1 --port {port} -np 4 -c 4096 $GPU_FLAGS"
+stamp "GPU rows with: $CMD"
+timeout $(( 585 - ($(date +%s) - T0) )) python3 -m pytest experiments/seed_report.toml -k "gpu_" -v -p no:cacheprovider -rs \
+  --kt-backend process --kt-server-cmd "$CMD" --kt-max-pairs 6 \
+  --kt-report-json "$OUT/report.json" 2>&1 | tee "$OUT/rows.log" | tail -60
+stamp "rows done"
+nvidia-smi --query-compute-apps=pid,used_memory --format=csv
+ps -eo pid,comm | grep -E "llama-server|python3 -m pytest_ktinterf" || echo "nothing left running"
+if [ $(( $(date +%s) - T0 )) -lt 440 ]; then
+  stamp "the GPU server at 1..N streams (concurrency row)"
+  timeout $(( 540 - ($(date +%s) - T0) )) python3 -m pytest experiments/seed_report.toml -k "concurrency" \
+    -p no:cacheprovider -rs --kt-backend process --kt-server-cmd "$CMD" --kt-max-pairs 6 \
+    --kt-report-json /tmp/unc/report.json 2>&1 | tail -25
+  cp /tmp/unc/report.json "$OUT/uncontended.json" 2>/dev/null
+fi
+stamp end
