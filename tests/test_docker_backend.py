@@ -19,17 +19,9 @@ import pytest
 
 from pytest_ktinterf.system import docker_engine
 from pytest_ktinterf.system.assets import cache_dir
+from tests.child_sessions import wait_for
 
 CACHE = str(cache_dir())  # resolved now: pytester points HOME at a temporary directory
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def session_env(state_dir: Path) -> dict[str, str]:
