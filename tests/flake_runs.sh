@@ -60,7 +60,7 @@ run_one() {  # $1 = kind (full | non-interference), $2 = index
   result=$(grep -E '^=+ .*(passed|failed|error).* in ' "$log" | head -1 | tr -d '=' | sed 's/^ *//; s/ *$//')
   # A green run that leaves anything behind is a failed run (98: leftovers, 99: stray processes).
   if ! left=$(cd "$dir/src" && .venv/bin/python -m pytest_ktinterf leftovers 2>&1) && [ "$rc" = 0 ]; then rc=98; fi
-  stray=$(pgrep -a -x 'llama-server|stress-ng' || true)
+  stray=$(pgrep -a -x llama-server; pgrep -a -x stress-ng)
   if [ -n "$stray" ] && [ "$rc" = 0 ]; then rc=99; fi
   echo "$kind run $k: rc=$rc in $((elapsed / 60)) min $((elapsed % 60)) s: ${result:-no pytest summary}" | tee -a "$summary"
   grep -E '^(FAILED|ERROR) ' "$log" | sed 's/^/    /' | tee -a "$summary"
