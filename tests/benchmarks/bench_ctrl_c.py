@@ -38,16 +38,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-
 from pytest_ktinterf.system.assets import llama_server_path, model_path
 from pytest_ktinterf.system.leftovers import list_leftovers
-from tests.benchmarks.bench_soak import SEED, survivors, watched
+from tests.benchmarks.bench_soak import SEED, survivors, watched, watched_name
 from tests.child_sessions import Child, child_process
 
 CONDITIONS = ("cpu_spare", "ram_idle", "overflow_contained")
 TARGET_S = 10.0  # issue 13: "Ctrl-C ends a running session within 10 s"
-WATCHED = ("llama-server", "stress-ng", "filler_child")
 
 
 @dataclass
@@ -70,14 +67,7 @@ class Outcome:
 
 def running(child: Child) -> list[str]:
     """The plugin's processes in the session's tree now: the server, stress-ng, a RAM filler."""
-    found = []
-    for proc in child.descendants():
-        try:
-            words = " ".join([proc.name(), *proc.cmdline()[:4]])
-        except psutil.Error:
-            continue
-        found += [name for name in WATCHED if name in words]
-    return sorted(set(found))
+    return sorted({name for proc in child.descendants() if (name := watched_name(proc)) is not None})
 
 
 def one_repeat(project: Path, n: int, condition: str, delay_s: float, max_tokens: int) -> Outcome:

@@ -72,13 +72,18 @@ class Tally:
     reaped_before_soak: list[str] = field(default_factory=list)
 
 
-def watched(proc: psutil.Process) -> bool:
-    """A process the plugin starts: the server, a stressor, a RAM filler."""
+def watched_name(proc: psutil.Process) -> str | None:
+    """Which of :data:`WATCHED` ``proc`` is (the server, a stressor, a RAM filler), if any."""
     try:
         words = " ".join([proc.name(), *proc.cmdline()[:4]])
     except psutil.Error:
-        return False
-    return any(name in words for name in WATCHED)
+        return None
+    return next((name for name in WATCHED if name in words), None)
+
+
+def watched(proc: psutil.Process) -> bool:
+    """A process the plugin starts: the server, a stressor, a RAM filler."""
+    return watched_name(proc) is not None
 
 
 def survivors(seen: Iterable[psutil.Process], project: Path) -> list[str]:
