@@ -1,6 +1,8 @@
 """RAM overflow for real: a memory cgroup around the embedded server (contained) and a filler
 pushing the host into a swap file (host). Each is proven by the pressure it achieved (within
-10%, measured) and by rising major faults / swap traffic, and leaves no cgroup or process."""
+10%, measured) and by rising major faults / swap traffic, and leaves no cgroup or process.
+How far past the asked overflow the kernel swaps is its choice; the filler's own growth rule
+is tested on its own, against every reading it may see."""
 
 from __future__ import annotations
 
@@ -11,14 +13,17 @@ from pathlib import Path
 
 import psutil
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from pytest_ktinterf.actors.memory import GIB
-from pytest_ktinterf.actors.overflow import ContainedOverflow, HostOverflow, plan_host_overflow
+from pytest_ktinterf.actors.memory import GIB, proc_status_bytes
+from pytest_ktinterf.actors.overflow import ContainedOverflow, HostOverflow, grow_step, plan_host_overflow
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.measure.monitor import ResourceMonitor
 from pytest_ktinterf.system.lock import measuring
 
 SWAP_GIB = 5  # room above reserve + overflow: the kernel keeps more resident than MemAvailable says
+
 CORE = max(os.sched_getaffinity(0))
 
 
@@ -45,23 +50,59 @@ def swap_file(tmp_path: Path) -> Iterator[Path]:
         assert off.returncode == 0, f"swapoff {path} failed: {off.stderr}"
 
 
+def swapped_by_others(but: int) -> int:
+    """Bytes every other process has in swap (``VmSwap``), to tell the filler's share apart."""
+    return sum(proc_status_bytes(p.pid, "VmSwap") for p in psutil.process_iter() if p.pid != but)
+
+
 @needs_root
 def test_host_overflow_pushes_the_asked_amount_into_swap(swap_file, tmp_path):
     swap_before = psutil.swap_memory().used
+    others_before = swapped_by_others(os.getpid())
     with measuring(), ResourceMonitor(interval_s=0.2) as monitor:
         with HostOverflow(overflow_gib=1.0, log_dir=tmp_path) as actor:
+            assert actor.child is not None
             pushed = psutil.swap_memory().used - swap_before
+            filler_swapped = proc_status_bytes(actor.child.pid, "VmSwap")
+            others = swapped_by_others(actor.child.pid) - others_before
+            held, ceiling = actor.held_bytes(), actor.ceiling_bytes
             actor.check()
     evidence = actor.evidence()
     summary = monitor.summary()
-    # At least what was asked (the actor's promise). Above it the kernel decides: once the host
-    # is past its RAM it also swaps other idle processes (a session server, pytest itself), and
-    # 1.9 GiB was seen in a full suite run; more than 2.5 GiB would mean the grow loop overshot.
-    assert 0.9 * GIB <= pushed <= 2.5 * GIB, f"swap use grew by {pushed / GIB:.2f} GiB, asked 1.0"
-    assert 0.9 * 1024 <= evidence["achieved"] <= 2.5 * 1024
+    print(
+        f"host swap +{pushed / GIB:.2f} GiB: the filler's own {filler_swapped / GIB:.2f}, "
+        f"other processes' +{others / GIB:.2f}; the filler holds {held / GIB:.2f} GiB "
+        f"(at most {ceiling / GIB:.2f})"
+    )
+    # The actor's promise, read independently of it: the host is at least the asked 1.0 GiB into
+    # swap. How much more the kernel swaps (other idle processes too) is its choice, not the
+    # actor's, so the host figure has no upper bound here; the grow step's own bound is
+    # test_grow_step_adds_only_what_swap_still_lacks.
+    assert pushed >= 0.9 * GIB, f"swap use grew by {pushed / GIB:.2f} GiB, asked 1.0"
+    assert evidence["achieved"] >= 0.9 * 1024
+    # The overflow is the filler's doing: it paged out its own oldest pages to make room.
+    assert filler_swapped >= 0.9 * GIB
+    assert held <= ceiling
     assert evidence["swap_out_pages"] > 0  # pages (or huge pages) really went out
     assert summary["swap_out_pages"] > 0 and summary["swap_used_peak_mib"] >= 0.9 * 1024
     assert actor.child is not None and not actor.child.alive()
+
+
+@given(
+    target=st.integers(0, 2**36),
+    wanted=st.integers(1, 2**33),
+    pushed=st.integers(-(2**32), 2**34),
+    headroom=st.integers(0, 2**35),
+)
+def test_grow_step_adds_only_what_swap_still_lacks(target, wanted, pushed, headroom):
+    ceiling = target + headroom
+    grown = grow_step(target, wanted=wanted, pushed=pushed, ceiling=ceiling)
+    assert target <= grown <= ceiling  # never shrinks, never past the cap
+    assert grown - target <= max(0, wanted - pushed)  # never ahead of the swap reading
+    if pushed >= wanted:
+        assert grown == target  # the overflow shows: growing stops
+    elif headroom >= wanted - pushed:
+        assert grown == target + wanted - pushed
 
 
 def test_host_overflow_without_swap_is_refused_with_the_reason():

@@ -12,6 +12,12 @@ its process group. Progress and proof go to the status file as one line, replace
 With ``--grow FILE`` an idle filler also takes more when asked: the host-overflow actor writes a
 larger size there until swap use shows the overflow is real (what the kernel can reclaim is more
 than ``MemAvailable`` says, so no size computed up front is exact).
+
+With ``--swap-bytes N`` (the host overflow) the last N bytes, and everything grown later, are
+touched only after as many of the filler's oldest bytes were paged out to swap by the filler
+itself (``MADV_PAGEOUT``). Left to the kernel, a fill past RAM at full speed leaves it nothing
+inactive to swap (every page was just touched), and it OOM-kills the filler with swap still
+free: seen here with 5 GiB of swap free and 68 MiB of it used.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ CHUNK = 64 * 2**20
 POPULATE_CHUNK = 256 * 2**20
 _MCL_CURRENT = 1
 _MADV_POPULATE_WRITE = 23  # Linux >= 5.14: fault pages in writable, in the kernel, without a copy
+_MADV_PAGEOUT = 21  # Linux >= 5.4: reclaim these pages now (anonymous ones go to swap)
 
 
 def _status(path: Path, text: str) -> None:
@@ -52,13 +59,43 @@ def _touch(buf: mmap.mmap, offset: int, end: int, block: memoryview) -> None:
         buf[start:stop] = block[: stop - start]
 
 
-def _fill(buf: mmap.mmap, size: int, status: Path) -> None:
+def _fill(buf: mmap.mmap, size: int, status: Path, done: int = 0) -> None:
     """Touch every page, reporting progress: a 24 GiB fill takes tens of seconds."""
     block = memoryview(os.urandom(CHUNK))
     for offset in range(0, size, POPULATE_CHUNK):
         end = min(offset + POPULATE_CHUNK, size)
         _touch(buf, offset, end, block)
-        _status(status, f"filling {end}")
+        _status(status, f"filling {done + end}")
+
+
+class _Swapper:
+    """Pages the filler's oldest memory out, in order, to make room for each new chunk past RAM."""
+
+    def __init__(self, first: mmap.mmap) -> None:
+        self.regions: list[mmap.mmap] = [first]
+        self.region = 0
+        self.offset = 0
+
+    def page_out(self, nbytes: int) -> None:
+        while nbytes > 0 and self.region < len(self.regions):
+            buf = self.regions[self.region]
+            step = min(nbytes, len(buf) - self.offset)
+            with contextlib.suppress(OSError):  # kernels before 5.4: the kernel's reclaim decides
+                buf.madvise(_MADV_PAGEOUT, self.offset, step)
+            nbytes -= step
+            self.offset += step
+            if self.offset >= len(buf):
+                self.region, self.offset = self.region + 1, 0
+
+
+def _fill_past_ram(buf: mmap.mmap, start: int, swapper: _Swapper, status: Path, done: int) -> None:
+    """Touch ``buf[start:]`` a chunk at a time, each after as much old memory went to swap."""
+    block = memoryview(os.urandom(CHUNK))
+    for offset in range(start, len(buf), CHUNK):
+        end = min(offset + CHUNK, len(buf))
+        swapper.page_out(end - offset)
+        buf[offset:end] = block[: end - offset]
+        _status(status, f"filling {done + end}")
 
 
 def _stream(buf: mmap.mmap, size: int, status: Path) -> None:
@@ -85,13 +122,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--active", action="store_true")
     parser.add_argument("--mlock", action="store_true")
     parser.add_argument("--grow", type=Path, default=None)
+    parser.add_argument("--swap-bytes", type=int, default=0)
     args = parser.parse_args(argv)
     with contextlib.suppress(OSError):  # first in line for the OOM killer, never the server
         Path("/proc/self/oom_score_adj").write_text("1000")
     size = max(args.bytes, 2 * mmap.PAGESIZE)
     buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    swapper = _Swapper(buf) if args.swap_bytes > 0 else None
     _status(args.status, "filling 0")
-    _fill(buf, size, args.status)
+    in_ram = max(0, size - args.swap_bytes) if swapper else size
+    _fill(buf, in_ram, args.status)
+    if swapper:
+        _fill_past_ram(buf, in_ram, swapper, args.status, 0)
     if args.mlock:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.mlockall(_MCL_CURRENT) != 0:
@@ -106,7 +148,11 @@ def main(argv: list[str] | None = None) -> None:
         wanted = _wanted(args.grow)
         if wanted > size:
             more = mmap.mmap(-1, wanted - size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-            _fill(more, wanted - size, args.status)
+            if swapper:
+                swapper.regions.append(more)
+                _fill_past_ram(more, 0, swapper, args.status, size)
+            else:
+                _fill(more, wanted - size, args.status, size)
             extra.append(more)
             size = wanted
             _status(args.status, f"ready {size}")

@@ -185,6 +185,18 @@ class ContainedOverflow(Actor):
         self._limited = False
 
 
+def grow_step(target: int, *, wanted: int, pushed: int, ceiling: int) -> int:
+    """The filler's next size: what swap still lacks of the overflow is added, never past ``ceiling``.
+
+    MemAvailable under-counts what the kernel can reclaim, so the planned size may push less than
+    asked into swap; each step adds only the shortfall seen, so the filler cannot run ahead of
+    the swap reading it answers, and it stops growing once swap shows the overflow.
+    """
+    if pushed >= wanted:
+        return target
+    return max(target, min(ceiling, target + wanted - pushed))
+
+
 @dataclass
 class HostOverflow(RamFiller):
     """Pushes the host ``overflow_gib`` past its RAM: into swap, or (opted in) past page cache.
@@ -220,8 +232,20 @@ class HostOverflow(RamFiller):
         self._ceiling = size + max(0, swap.free - reserve - int(self.overflow_gib * GIB))
         return size
 
+    @property
+    def ceiling_bytes(self) -> int:
+        """The most the filler may ever hold: swap free beyond the overflow, less the reserve."""
+        return self._ceiling
+
     def _grows(self) -> bool:
         return True
+
+    def _extra_args(self) -> list[str]:
+        """With swap, the filler itself pages out what goes past RAM (see ``filler_child``)."""
+        args = super()._extra_args()
+        if psutil.swap_memory().total > 0:
+            args += ["--swap-bytes", str(int(self.overflow_gib * GIB))]
+        return args
 
     def _overflowed(self) -> int:
         return psutil.swap_memory().used - self._swap_before
@@ -236,7 +260,7 @@ class HostOverflow(RamFiller):
         measured += f", swap use +{fmt_gib(pushed)}"
         if pushed >= wanted:  # all of it at start, so drift in the window stays within tolerance
             return True, measured
-        grown = min(self._ceiling, self.target_bytes + wanted - pushed)
+        grown = grow_step(self.target_bytes, wanted=wanted, pushed=pushed, ceiling=self._ceiling)
         if grown > self.target_bytes:  # the kernel found more to reclaim than MemAvailable said
             self.target_bytes = grown
             write_atomic(self._grow_path, str(grown))
