@@ -22,23 +22,13 @@ from pytest_ktinterf.experiment.interfere import raise_for_verdicts, run, spec_f
 from pytest_ktinterf.measure.compare import Comparison, Design
 from pytest_ktinterf.measure.probe import Probe
 from pytest_ktinterf.options import Options, options_key
-from pytest_ktinterf.progress import Say
+from pytest_ktinterf.progress import say_to
 from pytest_ktinterf.report.record import Report
 from pytest_ktinterf.server import ServerHandle
 from pytest_ktinterf.testbed import Testbed
 
 report_key = pytest.StashKey[Report]()
 gate_key = pytest.StashKey[Gatekeeper | None]()  # set by plugin.py from the --kt-baseline-* flags
-
-
-def say_to(config: pytest.Config) -> Say:
-    """Progress lines for the user, on the terminal."""
-    writer = config.get_terminal_writer()
-
-    def say(message: str) -> None:
-        writer.line(f"ktinterf: {message}")
-
-    return say
 
 
 @pytest.fixture(scope="session")

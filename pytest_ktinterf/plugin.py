@@ -24,6 +24,7 @@ from pytest_ktinterf.experiment.collect import EXPERIMENTS_INI, ExperimentFile, 
 from pytest_ktinterf.experiment.interfere import VerdictFailure
 from pytest_ktinterf.measure.compare import partial_comparison
 from pytest_ktinterf.options import options_key
+from pytest_ktinterf.progress import say_to
 from pytest_ktinterf.report.baseline_text import baseline_lines, gate_failed
 from pytest_ktinterf.report.markdown import write_markdown
 from pytest_ktinterf.report.plots import write_plots
@@ -148,7 +149,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     if not config.stash.get(active_key, False):
         return (yield)
     mode = EXCLUSIVE if _is_interference(item) else SHARED
-    with hold(mode, fixtures.say_to(config), timeout_s=config.stash[options_key].lock_timeout):
+    with hold(mode, say_to(config), timeout_s=config.stash[options_key].lock_timeout):
         return (yield)
 
 

@@ -7,6 +7,34 @@ where the line goes (pytest's terminal, with capture suspended) and tests can co
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
+import pytest
+
 Say = Callable[[str], None]
+
+
+def say_to(config: pytest.Config) -> Say:
+    """Progress lines for the user, on the terminal, even while pytest captures the test's output.
+
+    pytest captures fd 1 during a test, so a plain write is swallowed unless ``-s`` is given: the
+    user of a 20-minute experiment would see only dots. The line is written through the terminal
+    reporter with capture suspended, as pytest's own live logging does, starting on a line of its
+    own after the dots. ``-q -q`` asks for quiet: nothing is said. Where there is no terminal
+    reporter (an xdist worker; ``-p no:terminal``) the line goes to the terminal writer as before.
+    """
+    if config.get_verbosity() <= -2:
+        return lambda message: None
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+
+    def say(message: str) -> None:
+        line = f"ktinterf: {message}"
+        if reporter is None:
+            config.get_terminal_writer().line(line)
+            return
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            reporter.write_line(line)
+
+    return say

@@ -29,10 +29,10 @@ EXPERIMENT = """
 [experiment]
 title = "gate"
 
-[design]
-min_pairs = 6
+[design]            # 2 looks, each at 97.5% (they share the 95%), need 7 pairs at the first
+min_pairs = 7
 max_pairs = 10
-step = 4
+step = 3
 
 [conditions.cpu_spare]
 label = "CPU stress on spare cores"

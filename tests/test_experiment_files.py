@@ -128,12 +128,12 @@ def test_a_minimal_file_loads_with_defaults(tmp_path: Path):
 
 def test_bounds_and_designs_cascade(tmp_path: Path):
     text = HEAD + "[bounds]\ndegraded = 0.2\n[design]\nmax_pairs = 10\nrounds = 3\n" + CPU + RAM
-    text += "[conditions.ram.design]\nmin_pairs = 8\nrounds = 1\n"
+    text += "[conditions.ram.design]\nmin_pairs = 9\nrounds = 1\n"
     cpu, ram = load_experiment(write(tmp_path, "exp.toml", text)).conditions
     assert cpu.expect["prefill"].bound == 0.2  # the file's default
     assert ram.expect["decode"].bound == 0.2  # given explicitly
-    assert cpu.design == Design(6, 10, 4, rounds=3)
-    assert ram.design == Design(8, 10, 4, rounds=1)
+    assert cpu.design == Design(8, 10, 3, rounds=3)
+    assert ram.design == Design(9, 10, 3, rounds=1)
 
 
 # -- each mistake names the file, the key and what is expected ---------------------------
@@ -337,6 +337,16 @@ MISTAKES = {
         "conditions.cpu.design.max_pairs",
         "max_pairs >= min_pairs",
     ),
+    "too few pairs for the looks": (
+        HEAD + "[design]\nmin_pairs = 6\n" + CPU,
+        "design.min_pairs",
+        "min_pairs >= 8",
+    ),
+    "condition with too few pairs for its looks": (
+        HEAD + CPU + "design = { min_pairs = 6, step = 2 }\n",
+        "conditions.cpu.design.min_pairs",
+        "min_pairs >= 8",
+    ),
     "step of zero": (HEAD + "[design]\nstep = 0\n" + CPU, "design.step", "an integer >= 1"),
     "rounds of zero": (HEAD + "[design]\nrounds = 0\n" + CPU, "design.rounds", "an integer >= 1"),
     "unknown design key": (
@@ -462,9 +472,9 @@ title = "two kinds"
 describes = { cpu_model = "Platinum 8461V", gpu = "RTX 3090" }
 
 [design]
-min_pairs = 6
+min_pairs = 8
 max_pairs = 14
-step = 4
+step = 3
 
 [conditions.conc]
 actor = "none"
@@ -567,8 +577,8 @@ def _run(condition: ConditionSpec) -> tuple[Comparison, Outcome]:
 def test_report_cells_never_fail_and_never_buy_pairs(tmp_path: Path):
     (conc,) = load_experiment(write(tmp_path, "e.toml", TWO_KINDS)).conditions
     result, outcome = _run(conc)
-    # The hard claim is decided at 6 pairs; the undecided decode cell asks for no more.
-    assert result.pairs == 6
+    # The hard claim is decided at 8 pairs; the undecided decode cell asks for no more.
+    assert result.pairs == 8
     seen = {(v.metric, v.kind): v.word for v in result.verdicts}
     assert seen == {
         ("prefill", "expect"): "pass",
@@ -588,7 +598,7 @@ def test_a_report_only_condition_runs_min_pairs(tmp_path: Path):
     text = TWO_KINDS.replace('expect = { prefill = { outcome = "degraded", at_least = 0.25 } }\n', "")
     (conc,) = load_experiment(write(tmp_path, "e.toml", text)).conditions
     result, outcome = _run(conc)
-    assert result.pairs == 6
+    assert result.pairs == 8
     assert [v.fails for v in result.verdicts] == [False, False]
     outcome.judge("conc", "prefill")
     outcome.judge("conc", "decode")

@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 
 from pytest_ktinterf.experiment.outcomes import Outcome, properties
 from pytest_ktinterf.judge.expectations import Expectation
-from pytest_ktinterf.judge.stats import Interval, median_ratio_ci
+from pytest_ktinterf.judge.stats import Interval, median_ratio_ci, signed_rank_depth
 from pytest_ktinterf.judge.verdict import FAIL, INCONCLUSIVE, PASS, decided, expect_degraded, judge
 from pytest_ktinterf.measure.compare import Comparison, Design, Trial
+from pytest_ktinterf.measure.design import TooFewPairs
 
 samples = st.lists(st.floats(1.0, 1000.0), min_size=2, max_size=12)
 
@@ -94,9 +95,9 @@ def test_judge_explains_inconclusive_only_when_final():
 @pytest.mark.parametrize(
     ("design", "looks"),
     [
-        (Design(), [6, 10, 14]),
+        (Design(), [8, 11, 14]),
         (Design(6, 6, 4), [6]),
-        (Design(6, 12, 4), [6, 10, 12]),
+        (Design(7, 12, 4), [7, 11, 12]),
         (Design(8, 20, 3), [8, 11, 14, 17, 20]),
     ],
 )
@@ -105,9 +106,35 @@ def test_design_looks(design: Design, looks: list[int]):
 
 
 @pytest.mark.parametrize(
+    ("design", "level"),
+    [(Design(6, 6), 0.95), (Design(7, 10, 3), 0.975), (Design(), 1 - 0.05 / 3), (Design(8, 20, 3), 0.99)],
+)
+def test_each_look_is_judged_at_its_share_of_the_95_percent(design: Design, level: float):
+    """Bonferroni over the looks: K looks at 1 - 0.05/K each keep the overall false alarms at 5%."""
+    assert design.confidence == pytest.approx(level)
+    assert len(design.looks()) * (1 - design.confidence) == pytest.approx(0.05)
+
+
+@given(min_pairs=st.integers(1, 40), span=st.integers(0, 40), step=st.integers(1, 10), cap=st.integers(6, 80))
+def test_every_design_and_cap_can_bound_its_first_look(min_pairs: int, span: int, step: int, cap: int):
+    """A design either bounds an interval at its first look's level or is refused with the count it needs;
+    a cap (``--kt-max-pairs``) always gives a design that can."""
+    try:
+        design = Design(min_pairs, min_pairs + span, step)
+    except TooFewPairs as refused:
+        assert refused.needed > min_pairs and "raise min_pairs" in str(refused)
+        design = Design()
+    for chosen in (design, design.capped(cap)):
+        assert signed_rank_depth(chosen.min_pairs, chosen.confidence) > 0
+        assert chosen.looks()[-1] == chosen.max_pairs
+    assert design.capped(cap).max_pairs == cap
+
+
+@pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"min_pairs": 5}, "at least 6 pairs"),
+        ({"min_pairs": 5, "max_pairs": 5}, "1 looks are each judged at 95%, which needs at least 6 pairs"),
+        ({"min_pairs": 6}, "4 looks are each judged at 98.8%, which needs at least 8 pairs"),
         ({"min_pairs": 8, "max_pairs": 7}, "below min_pairs"),
         ({"step": 0}, "must be at least 1"),
         ({"rounds": 0}, "rounds=0 must be at least 1"),
@@ -119,9 +146,10 @@ def test_design_rejects_impossible_plans(kwargs: dict[str, int], message: str):
 
 
 def test_max_pairs_caps_a_design_and_min_pairs_follows_it_down():
-    design = Design(min_pairs=6, max_pairs=10, step=4)
+    design = Design(min_pairs=7, max_pairs=10, step=4)
     assert design.capped(None) is design
-    assert design.capped(30).looks() == [6, 10, 14, 18, 22, 26, 30]
+    # 7 looks at 99.3% each need 9 pairs at the first: the first look moves up
+    assert design.capped(30).looks() == [9, 13, 17, 21, 25, 29, 30]
     assert Design(min_pairs=8, max_pairs=14).capped(6) == Design(min_pairs=6, max_pairs=6)
 
 

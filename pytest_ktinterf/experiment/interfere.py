@@ -183,7 +183,13 @@ def spec_from_call(
     except ExpectationError as exc:
         raise KtInterfError(f"kt_interfere: {exc.key}: {exc.problem}", f"expected {exc.expected}") from None
     if isinstance(design, dict):
-        design = Design(**design)
+        try:
+            design = Design(**design)
+        except (TypeError, ValueError) as exc:
+            raise KtInterfError(
+                f"kt_interfere({actor!r}): design={design!r}: {exc}",
+                "give min_pairs, max_pairs, step and rounds as integers, with enough pairs at the first look",
+            ) from None
     spec = ConditionSpec(
         id=node.name,
         label=label or (f"{actor} {params}" if params else actor),

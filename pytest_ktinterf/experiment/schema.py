@@ -10,10 +10,10 @@ pytest item per metric it speaks of (``seed_report.toml::cpu_spare[prefill]``)::
     [workload]                    # optional; prompt and output length are the session's
     streams = 1                   # (--kt-prompt-tokens, --kt-max-tokens)
 
-    [design]                      # optional: interleaved pairs, sequential
-    min_pairs = 6
+    [design]                      # optional: interleaved pairs, sequential; the looks
+    min_pairs = 8                 # (8, 11, 14) share the 95% (measure/design.py)
     max_pairs = 14
-    step = 4
+    step = 3
     rounds = 2                    # rounds per trial, the trial's figure is their median
 
     [bounds]                      # optional: default bound per outcome (fractions), for
@@ -63,6 +63,7 @@ from pytest_ktinterf.experiment.file_error import ExperimentFileError
 from pytest_ktinterf.judge.expectations import DEFAULT_BOUNDS, OUTCOMES, Expectation, ExpectationError, parse
 from pytest_ktinterf.measure.compare import METRICS as PLOTTED_METRICS
 from pytest_ktinterf.measure.compare import Design
+from pytest_ktinterf.measure.design import TooFewPairs
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -197,7 +198,12 @@ def _design(path: Path, key: str, table: dict[str, Any], base: Design) -> Design
             path, f"{key}.max_pairs", f"{merged['max_pairs']} is below min_pairs {merged['min_pairs']}",
             "max_pairs >= min_pairs",
         )  # fmt: skip
-    return Design(**merged)
+    try:
+        return Design(**merged)
+    except TooFewPairs as exc:  # too few pairs for the first look's share of the 95% (measure/design.py)
+        raise ExperimentFileError(
+            path, f"{key}.min_pairs", exc.problem, f"min_pairs >= {exc.needed}", exc.FIX
+        ) from None
 
 
 def _expectations(

@@ -20,6 +20,7 @@ from pytest_ktinterf.baseline.gate import GateCheck, location_interval
 from pytest_ktinterf.experiment.schema import Experiment
 from pytest_ktinterf.judge.verdict import decided, judge
 from pytest_ktinterf.measure.compare import Design
+from pytest_ktinterf.measure.design import OVERALL
 from pytest_ktinterf.testbed import Testbed
 
 METRICS = ("prefill", "decode")
@@ -73,13 +74,13 @@ def run(
         undecided = [
             c.figure
             for (count, metric), c in checks.items()
-            if not decided(c, location_interval([t[metric] for t in trials[count]]))
+            if not decided(c, location_interval([t[metric] for t in trials[count]], design.confidence))
         ]
         if not undecided:
             break
         if look + 1 < len(looks):
             testbed.say(f"uncontended: undecided after {target} trials ({', '.join(undecided)}): adding more")
-    return _verdicts(testbed, streams, metrics, trials, checks, missing)
+    return _verdicts(testbed, streams, metrics, trials, checks, missing, design.confidence)
 
 
 def _verdicts(
@@ -89,12 +90,13 @@ def _verdicts(
     trials: dict[int, list[dict[str, Any]]],
     checks: dict[tuple[int, str], GateCheck],
     missing: str | None,
+    confidence: float = OVERALL,
 ) -> dict[str, list[tuple[bool, str]]]:
     found: dict[str, list[tuple[bool, str]]] = {}
     for metric in sorted(metrics):
         for count in streams:
             values = [t[metric] for t in trials[count]]
-            interval = location_interval(values)
+            interval = location_interval(values, confidence)
             check = checks.get((count, metric))
             if check is None:
                 line = (

@@ -20,6 +20,7 @@ the error still fails the test.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -38,7 +39,7 @@ from pytest_ktinterf.measure.comparison import (
     error_line,
     partial_comparison,
 )
-from pytest_ktinterf.measure.design import Design
+from pytest_ktinterf.measure.design import Design, look_level
 from pytest_ktinterf.measure.monitor import ProcessSource, ResourceMonitor
 from pytest_ktinterf.measure.probe import Probe
 from pytest_ktinterf.measure.samples import RoundSample
@@ -231,11 +232,17 @@ def run_design(
     label = result.label
     chosen = design or Design()
     looks = [trials] if trials is not None else chosen.looks()
+    result.confidence = look_level(len(looks))
+    started, first = time.monotonic(), result.pairs
     for look, target in enumerate(looks):
         for index in range(result.pairs, target):
             step(index)
             if progress is not None:
-                progress(f"{label}: pair {index + 1}/{target}: {result.progress_figures()}")
+                per_pair = (time.monotonic() - started) / max(1, result.pairs - first)
+                progress(
+                    f"{label}: pair {index + 1}/{target}: {result.progress_figures()}; "
+                    f"{time_left(per_pair, target - result.pairs, looks[-1] - result.pairs)}"
+                )
         if not result.expectations or result.decided():
             break
         if progress is not None and look + 1 < len(looks):
@@ -247,3 +254,17 @@ def run_design(
             progress(f"{label}: undecided after {result.pairs} pairs ({', '.join(undecided)}): adding more")
     if result.expectations:
         result.judge()
+
+
+def time_left(per_pair: float, to_look: int, to_max: int) -> str:
+    """How long the rest should take, from the pairs so far: to the next look, and at most."""
+    if to_look <= 0:
+        return f"{per_pair:.0f} s a pair, judging"
+    more = f"{_duration(per_pair * to_look)} to the next look"
+    if to_max > to_look:
+        more += f", {_duration(per_pair * to_max)} at most"
+    return f"{per_pair:.0f} s a pair, {more}"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"

@@ -59,6 +59,7 @@ class Comparison:
     log_tail: str | None = None  # the server's state and log tail when it was aborted
     unpaired: list[Trial] = field(default_factory=list)  # trials of the pair the error cut short
     server_starts: list[dict[str, Any]] = field(default_factory=list)  # switches of servers taking turns
+    confidence: float = 0.95  # each look's level: the design's share of the 95% (measure/design.py)
 
     @property
     def aborted(self) -> bool:
@@ -88,9 +89,13 @@ class Comparison:
         return all(math.isfinite(v) for arm in ("baseline", "condition") for v in self.values(arm, metric))
 
     def ratio(self, metric: str) -> Interval:
-        """condition / baseline from the interleaved pairs, with its exact 95% interval."""
+        """condition / baseline from the interleaved pairs, with its exact interval at ``confidence``."""
         n = self.pairs
-        return paired_ratio_ci(self.values("condition", metric)[:n], self.values("baseline", metric)[:n])
+        return paired_ratio_ci(
+            self.values("condition", metric)[:n],
+            self.values("baseline", metric)[:n],
+            confidence=self.confidence,
+        )
 
     def _recorded_ratio(self, metric: str) -> Interval | None:
         """The ratio where it exists (two usable pairs at least; an aborted comparison may have fewer)."""
@@ -128,12 +133,27 @@ class Comparison:
         return verdict
 
     def progress_figures(self) -> str:
-        """The last pair's figures, for the live progress line."""
-        b, c = (next(t for t in reversed(self.trials) if t.arm == a) for a in ARMS)
-        return (
-            f"prefill {b.metric('prefill'):.1f} -> {c.metric('prefill'):.1f}, "
-            f"decode {b.metric('decode'):.1f} -> {c.metric('decode'):.1f} tok/s"
-        )
+        """The running effect per metric with its interval so far, for the live progress line.
+
+        Before the design's first look there is no exact interval at its level yet, and the line
+        says so rather than showing an unbounded one.
+        """
+        figures = []
+        for metric in METRICS:
+            if not self.measured(metric):
+                continue
+            try:
+                r = self.ratio(metric)
+            except ValueError:  # one pair: its own change, no interval
+                b, c = (self.values(arm, metric)[-1] for arm in ARMS)
+                figures.append(f"{metric} {100 * (c / b - 1):+.0f}%" if b > 0 else f"{metric} -")
+                continue
+            if math.isfinite(r.hi) and r.lo > 0:
+                figures.append(f"{metric} {r.as_percent_change()}")
+            else:
+                level = f"{100 * r.confidence:.3g}%"
+                figures.append(f"{metric} {100 * (r.point - 1):+.0f}% (no {level} interval yet)")
+        return ", ".join(figures)
 
     def failures(self) -> list[Verdict]:
         return [v for v in self.verdicts if v.fails]

@@ -1,41 +1,102 @@
-"""The sequential trial design: how many interleaved pairs a comparison takes (``measure.compare``)."""
+"""The sequential trial design: how many interleaved pairs a comparison takes (``measure.compare``).
+
+**Looks share the 95%.** A design judges its checks at each of its looks (8, 11, 14 pairs by
+default) and stops at the first that decides them. Judging every look at 95% would give a check
+K chances to be wrongly decided, and the false-alarm rate would grow with K (simulated with
+``tests/benchmarks/bench_sequential_looks.py``: 6/10/14 pairs at 95% each stops wrongly on one
+side 4.7% of the time, not 2.5%). So each look is judged at ``1 - 0.05 / K`` (Bonferroni): the
+chance that any look errs is then at most 5%, whatever schedule a user writes, with no table or
+simulation behind it. The signed-rank intervals are discrete, so a calibrated constant level
+(Pocock) would not be exact either; Bonferroni is conservative, and the default looks start at
+8 pairs, where its interval (98.3% with 3 looks) is already narrower than one look at 6 pairs
+and 95% (2.28 against 2.52 noise SDs, simulated).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 
+from pytest_ktinterf.judge.stats import signed_rank_depth
+
+OVERALL = 0.95
+"""The confidence a design's verdicts have over all its looks together."""
+
+
+def look_level(looks: int) -> float:
+    """The confidence each of ``looks`` looks is judged at so that all together keep ``OVERALL``."""
+    return 1 - (1 - OVERALL) / max(1, looks)
+
+
+def fewest_pairs(confidence: float) -> int:
+    """The fewest pairs for which an exact signed-rank interval at ``confidence`` exists."""
+    n = 1
+    while signed_rank_depth(n, confidence) == 0:
+        n += 1
+    return n
+
+
+class TooFewPairs(ValueError):
+    """A design whose first look cannot bound an interval at its share of the 95%."""
+
+    FIX = "raise min_pairs, or take fewer looks (a larger step, or a lower max_pairs)"
+
+    def __init__(self, design: Design, needed: int) -> None:
+        self.needed = needed
+        self.problem = (
+            f"min_pairs={design.min_pairs}: {len(design.looks())} looks are each judged at "
+            f"{100 * design.confidence:.3g}%, which needs at least {needed} pairs at the first look"
+        )
+        super().__init__(f"{self.problem}; {self.FIX}")
+
 
 @dataclass(frozen=True)
 class Design:
     """How many interleaved pairs: ``min_pairs``, then ``step`` more while undecided, up to ``max_pairs``.
 
-    6 pairs is the fewest for which an exact 95% interval exists (see ``stats.paired_ratio_ci``).
-    Each trial is the median of ``rounds`` back-to-back rounds: single prefills of a short prompt
-    vary by +-20% on a small VM (measurement note 7), and a few rounds per trial cost less than
-    the many more pairs (each with an actor start and stop) that the same precision would need.
+    The first look must be able to bound an interval at the per-look level (``confidence``):
+    6 pairs for one look at 95%, 7 for three looks at 98.3%. Each trial is the median of
+    ``rounds`` back-to-back rounds: single prefills of a short prompt vary by +-20% on a small VM
+    (measurement note 7), and a few rounds per trial cost less than the many more pairs (each
+    with an actor start and stop) that the same precision would need.
     """
 
-    min_pairs: int = 6
+    min_pairs: int = 8
     max_pairs: int = 14
-    step: int = 4
+    step: int = 3
     rounds: int = 1
 
     def __post_init__(self) -> None:
-        if self.min_pairs < 6:
-            raise ValueError(f"min_pairs={self.min_pairs}: at least 6 pairs are needed for a 95% interval")
         if self.max_pairs < self.min_pairs:
             raise ValueError(f"max_pairs={self.max_pairs} is below min_pairs={self.min_pairs}")
         if self.step < 1:
             raise ValueError(f"step={self.step} must be at least 1")
         if self.rounds < 1:
             raise ValueError(f"rounds={self.rounds} must be at least 1")
+        needed = fewest_pairs(self.confidence)
+        if self.min_pairs < needed:
+            raise TooFewPairs(self, needed)
+
+    @property
+    def confidence(self) -> float:
+        """The level each look is judged at (see the module's docstring)."""
+        return look_level(len(self.looks()))
 
     def capped(self, max_pairs: int | None) -> Design:
-        """This design with ``--kt-max-pairs`` applied (None: unchanged); min_pairs follows it down."""
+        """This design with ``--kt-max-pairs`` applied (None: unchanged).
+
+        min_pairs follows a lower cap down; a higher cap adds looks, so the first look moves up
+        as far as the stricter per-look level needs.
+        """
         if max_pairs is None:
             return self
-        return dataclasses.replace(self, min_pairs=min(self.min_pairs, max_pairs), max_pairs=max_pairs)
+        first = min(self.min_pairs, max_pairs)
+        while first < max_pairs:
+            looks = len(range(first, max_pairs, self.step)) + 1
+            if first >= fewest_pairs(look_level(looks)):
+                break
+            first += 1
+        return dataclasses.replace(self, min_pairs=first, max_pairs=max_pairs)
 
     def looks(self) -> list[int]:
         """The pair counts at which expectations are judged."""

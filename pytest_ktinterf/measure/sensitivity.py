@@ -72,7 +72,7 @@ class EffectComparison(Comparison):
                 n = min(len(base), len(cond))
                 if n < 2 or not all(math.isfinite(v) and v > 0 for v in (*base[:n], *cond[:n])):
                     continue  # an aborted comparison may hold too little: the trials say what there is
-                r = paired_ratio_ci(cond[:n], base[:n])
+                r = paired_ratio_ci(cond[:n], base[:n], confidence=self.confidence)
                 own.setdefault(server, {})[metric] = {"point": r.point, "lo": r.lo, "hi": r.hi}
         record["effects"] = own
         return record
