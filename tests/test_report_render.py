@@ -177,7 +177,8 @@ def table(lines: list[str], title: str) -> list[list[str]]:
 
 
 INTERFERENCE = (
-    "Interference (condition / baseline: Hodges-Lehmann change over interleaved pairs, [exact 95% CI])"
+    "Interference (condition / baseline: Hodges-Lehmann change over interleaved pairs, "
+    "[exact CI, 95% over the looks])"
 )
 
 

@@ -29,7 +29,7 @@ def _is_job(comparison: dict[str, Any]) -> bool:
 def advice_class(comparison: dict[str, Any]) -> str:
     """Where a measured job belongs, by the vocabulary's own bounds (never by this run's numbers).
 
-    Harmful when a metric's whole 95% interval shows a loss of at least the "degraded" bound
+    Harmful when a metric's whole interval shows a loss of at least the "degraded" bound
     (10%); safe when every metric's interval lies within the "unaffected" bound (15%); else
     not decided (more pairs would tell).
     """
@@ -65,7 +65,7 @@ def advice_lines(record: dict[str, Any]) -> list[str]:
             out.append(f"- {c.get('id') or '?'}: {c.get('label', '')} ({changes})")
         out.append("")
     out.append(
-        f"Harmful: a metric's whole 95% interval at least {DEFAULT_BOUNDS['degraded']:.0%} below no "
+        f"Harmful: a metric's whole interval at least {DEFAULT_BOUNDS['degraded']:.0%} below no "
         f"change; may share: every interval within {DEFAULT_BOUNDS['unaffected']:.0%} of it (the "
         "experiment vocabulary's default bounds). A cap in a job's label is the cap it ran under."
     )

@@ -202,7 +202,7 @@ def effects_svg(record: dict[str, Any]) -> str:
                 words += f" after {condition_pairs(cmp)} pairs: {cmp.get('reason') or 'no reason recorded'}"
             tip = (
                 f"{cmp.get('label', '?')}: {metric} {percent_change(ratio)} "
-                f"({100 * confidence:.0f}% CI); {words}"
+                f"({100 * confidence:.3g}% CI); {words}"
             )
             x_lo, x_hi = x(100 * (ratio["lo"] - 1)), x(100 * (ratio["hi"] - 1))
             body.append(f'<g class="effect" data-metric="{metric}"><title>{escape(tip)}</title>')
@@ -226,7 +226,7 @@ def effects_svg(record: dict[str, Any]) -> str:
         text(
             label_w + panel_w + gap / 2,
             axis_y,
-            "change (Hodges-Lehmann over interleaved pairs), condition vs baseline, exact 95% interval",
+            "change (Hodges-Lehmann over interleaved pairs) vs baseline, exact CI (95% over the looks)",
             11,
             "middle",
             ' fill="#555"',

@@ -242,10 +242,11 @@ def _verdict_cell(comparison: dict[str, Any]) -> str:
 
 TAIL_SHOWN = 5
 INTERFERENCE_TITLE = (
-    "Interference (condition / baseline: Hodges-Lehmann change over interleaved pairs, [exact 95% CI])"
+    "Interference (condition / baseline: Hodges-Lehmann change over interleaved pairs, "
+    "[exact CI, 95% over the looks])"
 )
 REPORT_LEGEND = [
-    "report says: the report's matrix cell, then whether this machine's 95% interval agrees, differs",
+    "report says: the report's matrix cell, then whether this machine's interval agrees, differs",
     "or is undecided, judged with the same bounds; never a failure here (the report measured another",
     "machine). The verdict column holds the claims that hold on any machine, and the baseline gate.",
 ]

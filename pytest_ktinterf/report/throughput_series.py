@@ -161,7 +161,7 @@ def candidate_bars(record: dict[str, Any]) -> tuple[list[Bar], list[Note]]:
         for metric in TABLE_METRICS:
             change = change_text(comparison, metric)
             confidence = ((comparison.get("ratios") or {}).get(metric) or {}).get("confidence")
-            level = f"{100 * confidence:.0f}%" if is_finite(confidence) else "95%"
+            level = f"{100 * confidence:.3g}%" if is_finite(confidence) else "95%"
             for series, arm in (("current", "baseline"), ("candidate", "condition")):
                 found = _arm_median(comparison, arm, metric)
                 if found is None:
