@@ -50,7 +50,7 @@ CURRENT = "current"  # the A/B's two servers are CURRENT and CANDIDATE (also the
 
 def _model_name(url: str) -> str | None:
     with contextlib.suppress(httpx.HTTPError, ValueError, KeyError, IndexError):
-        return str(httpx.get(f"{url}/v1/models", timeout=10).json()["data"][0]["id"])
+        return str(httpx.get(f"{url}/v1/models", timeout=10, trust_env=False).json()["data"][0]["id"])
     return None
 
 

@@ -34,6 +34,22 @@ def test_well_formed_stream_is_accepted():
     assert len(request.token_times) == 8  # the role-only chunk is not a token
 
 
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy", "ALL_PROXY"])
+def test_a_proxy_in_the_environment_never_carries_the_probe(variable: str, monkeypatch: pytest.MonkeyPatch):
+    """Corporate GPU boxes set http_proxy: the probe must still talk to the server it measures.
+
+    The proxy named here listens nowhere (port 9, discard), so a probe that trusted the
+    environment would fail to connect instead of measuring the (fake) server.
+    """
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, "http://127.0.0.1:9")
+    body = GOOD_TOKENS + usage_chunk(32, 8) + b"data: [DONE]\n\n"
+    with fake_broken_server(body=body) as url:
+        sample = probe(url).measure(1)
+    assert len(sample.requests[0].token_times) == 8
+
+
 def test_http_error_names_the_status():
     with fake_broken_server(status=500, body=b"out of memory") as url:
         with pytest.raises(KtInterfError, match="HTTP 500: out of memory"):

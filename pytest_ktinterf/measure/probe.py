@@ -168,7 +168,9 @@ class Probe:
 
     async def _round(self, bodies: list[dict[str, Any]]) -> RoundSample:
         limits = httpx.Limits(max_connections=len(bodies) + 2)
-        async with httpx.AsyncClient(timeout=self.timeout, limits=limits) as client:
+        # trust_env=False: a proxy from the environment (http_proxy, ALL_PROXY) must never carry
+        # the measurement, not even of 127.0.0.1, and no environment lookup may cost probe time.
+        async with httpx.AsyncClient(timeout=self.timeout, limits=limits, trust_env=False) as client:
             t_start = time.perf_counter()
             requests = await asyncio.gather(*(self.request(client, i, body) for i, body in enumerate(bodies)))
             t_end = time.perf_counter()

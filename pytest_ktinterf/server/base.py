@@ -153,7 +153,7 @@ def wait_ready(
     deadline = started + timeout_s
     last_state = "no answer yet"
     next_note = started + 10.0
-    with httpx.Client(timeout=httpx.Timeout(5.0, connect=2.0)) as client:
+    with httpx.Client(timeout=httpx.Timeout(5.0, connect=2.0), trust_env=False) as client:
         while True:
             if child is not None and not child.alive():
                 code = child.popen.returncode

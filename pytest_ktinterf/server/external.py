@@ -11,7 +11,7 @@ from pytest_ktinterf.server.base import ServerHandle
 def external_server(url: str, timeout_s: float = 10.0) -> ServerHandle:
     """A handle for ``url`` after one ``GET /v1/models`` proves it is an OpenAI-style server."""
     try:
-        with httpx.Client(timeout=httpx.Timeout(timeout_s, connect=3.0)) as client:
+        with httpx.Client(timeout=httpx.Timeout(timeout_s, connect=3.0), trust_env=False) as client:
             response = client.get(f"{url}/v1/models")
     except httpx.ConnectError as exc:
         raise KtInterfError(
