@@ -10,6 +10,7 @@ terminal summary and written as JSON at the end of the session (merged from xdis
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from pytest_ktinterf.system.docker_engine import reap_containers
 from pytest_ktinterf.system.lock import EXCLUSIVE, SHARED, hold
 from pytest_ktinterf.system.reap import reap_leftovers
 from pytest_ktinterf.system.session_logs import reap_session_logs
+from pytest_ktinterf.system.sigterm import sigterm_as_ctrl_c
 
 MARKER = "interference"
 XDIST_GROUP = "ktinterf-machine"
@@ -41,6 +43,7 @@ XDIST_GROUP = "ktinterf-machine"
 report_key = fixtures.report_key
 active_key = pytest.StashKey[bool]()  # the plugin is in use in this process
 _reaped_key = pytest.StashKey[bool]()
+_sigterm_undo_key = pytest.StashKey[Callable[[], None]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -98,6 +101,7 @@ def _activate(config: pytest.Config) -> None:
     if config.stash.get(_reaped_key, False):
         return
     config.stash[_reaped_key] = True
+    config.stash[_sigterm_undo_key] = sigterm_as_ctrl_c()  # a runner's timeout tears down as Ctrl-C
     try:
         reaped = reap_leftovers() + reap_containers()
     except KtInterfError as exc:  # a state folder not ours (registry.py): stop before anything runs
@@ -308,6 +312,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """The xdist controller removes its workers' shared outcome folder (see experiment/outcomes)."""
+    """SIGTERM gets its disposition back; the xdist controller removes its workers' shared outcome
+    folder (see experiment/outcomes)."""
+    config.stash.get(_sigterm_undo_key, lambda: None)()
     if not _is_xdist_worker(config) and config.pluginmanager.hasplugin("dsession"):
         outcomes.remove_runs(owner_pid=os.getpid())
