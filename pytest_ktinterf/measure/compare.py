@@ -135,14 +135,20 @@ def measure_pair(
 
     def baseline_trial() -> None:
         streams = result.baseline_streams or result.streams
-        baseline.take_turn(result, streams, index)
-        first, *more = _rounds(baseline.probe, streams, baseline.processes, rounds)
+        with result.timed("server_switch"):
+            baseline.take_turn(result, streams, index)
+        with result.timed("baseline"):
+            first, *more = _rounds(baseline.probe, streams, baseline.processes, rounds)
         result.trials.append(Trial(names[0], index, first, more=more))
 
     def condition_trial() -> None:
-        other.take_turn(result, result.streams, index)
+        with result.timed("server_switch"):
+            other.take_turn(result, result.streams, index)
+        starting = time.monotonic()
         with condition() as actor:
-            samples = _rounds(other.probe, result.streams, other.processes, rounds)
+            result.add_time("actor_start", time.monotonic() - starting)  # until its pressure is proven
+            with result.timed("condition"):
+                samples = _rounds(other.probe, result.streams, other.processes, rounds)
             if actor is not None:
                 actor.check()
                 if not actor.window.covers(samples[0].t_start, samples[-1].t_end):
@@ -150,6 +156,8 @@ def measure_pair(
                         f"{result.label}: trial {index} ran outside the actor's pressure window",
                         "this is a plugin bug; the actor must be started before measuring",
                     )
+            stopping = time.monotonic()
+        result.add_time("actor_stop", time.monotonic() - stopping)  # with its settling
         # Taken after stop: evidence is frozen then, with what only a stopped actor can report.
         evidence = actor.evidence() if actor is not None else None
         result.trials.append(Trial(names[1], index, samples[0], evidence, more=samples[1:]))
@@ -196,7 +204,8 @@ def compare(
     other = candidate or baseline
     rounds = (design or Design()).rounds
     try:
-        warm_up([baseline, other], streams)
+        with result.timed("warm_up"):
+            warm_up([baseline, other], streams)
         run_design(
             result,
             lambda index: measure_pair(result, baseline, condition, other, index, rounds),

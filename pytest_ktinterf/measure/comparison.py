@@ -6,8 +6,11 @@ outcome files need only the data, not the machinery that produced it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +20,10 @@ from pytest_ktinterf.judge.verdict import Check, Verdict, decided, expect_degrad
 from pytest_ktinterf.measure.samples import RoundSample
 
 METRICS = ("prefill", "decode")
+PHASES = ("warm_up", "server_switch", "baseline", "actor_start", "condition", "actor_stop")
+"""Where a comparison's time goes (``Comparison.time_split``): the one-off warm-up round, switching
+servers that take turns, measuring each arm, an actor's start until its pressure is proven, and
+its stop with its settling. The report's "Where the time went" table shows them per condition."""
 ARMS = ("baseline", "condition")
 CANDIDATE = "candidate"  # the same-session A/B comparison's id (experiment/candidate.py), its items'
 COMPLETE = "complete"
@@ -60,6 +67,19 @@ class Comparison:
     unpaired: list[Trial] = field(default_factory=list)  # trials of the pair the error cut short
     server_starts: list[dict[str, Any]] = field(default_factory=list)  # switches of servers taking turns
     confidence: float = 0.95  # each look's level: the design's share of the 95% (measure/design.py)
+    time_split: dict[str, float] = field(default_factory=dict)  # seconds per phase (PHASES)
+
+    @contextlib.contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        """Add the time the block takes to ``phase``, also when it raises (its time was spent)."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.add_time(phase, time.monotonic() - started)
+
+    def add_time(self, phase: str, seconds: float) -> None:
+        self.time_split[phase] = self.time_split.get(phase, 0.0) + seconds
 
     @property
     def aborted(self) -> bool:
@@ -209,6 +229,7 @@ class Comparison:
                 for v in self.verdicts
             ],
             "trials": [_trial_record(t) for t in self.trials],
+            "time_split": {phase: round(s, 3) for phase, s in self.time_split.items()},
             **({"server_starts": self.server_starts} if self.server_starts else {}),
         }
 

@@ -109,7 +109,8 @@ def compare_effects(
             measure_pair(result, arm, own_condition[server], arm, index, design.rounds, _arm_names(server))
 
     try:
-        warm_up([current, candidate], streams)
+        with result.timed("warm_up"):
+            warm_up([current, candidate], streams)
         run_design(result, quad, None, design, progress)
     except (Exception, KeyboardInterrupt) as exc:
         carry_partial(exc, result, log_tail)

@@ -1,0 +1,66 @@
+"""Where a comparison's time goes: each phase is recorded and the report shows it per condition.
+
+A scripted probe and a condition that take known minimum times stand in for the server and the
+actor (what is tested is the bookkeeping, not a machine's speed): only lower bounds are asserted,
+and that the phases add up to no more than the wall time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+
+from pytest_ktinterf.measure.compare import Design, compare
+from pytest_ktinterf.measure.comparison import PHASES
+from pytest_ktinterf.measure.samples import RequestSample, RoundSample
+from pytest_ktinterf.report.text import MARKDOWN, TEXT, render_lines
+
+ROUND_S, START_S, STOP_S = 0.02, 0.05, 0.03
+
+
+class SlowProbe:
+    """Every round takes at least ``ROUND_S``; the condition decodes at half speed."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def measure(self, streams: int = 1) -> RoundSample:
+        self.calls += 1
+        time.sleep(ROUND_S)
+        condition = self.calls % 2 == 1 and self.calls > 1
+        decode_s = 0.5 + (1.0 if condition else 0.5)
+        request = RequestSample(0, 0.0, 0.5, decode_s, [0.5, decode_s], 128, 2)
+        now = time.perf_counter()
+        return RoundSample(1, [request], now, now)
+
+
+@contextlib.contextmanager
+def slow_actor() -> Iterator[None]:
+    time.sleep(START_S)  # an actor starting until its pressure is proven
+    yield None
+    time.sleep(STOP_S)  # its stop and settling
+
+
+def test_the_time_each_phase_took_is_recorded_and_shown() -> None:
+    started = time.monotonic()
+    result = compare(SlowProbe(), slow_actor, label="timed", trials=6, design=Design(rounds=2))  # type: ignore[arg-type]
+    wall = time.monotonic() - started
+    split = result.time_split
+    assert set(split) <= set(PHASES)
+    assert split["warm_up"] >= ROUND_S
+    assert split["baseline"] >= 6 * 2 * ROUND_S  # 6 pairs of 2 rounds
+    assert split["condition"] >= 6 * 2 * ROUND_S
+    assert split["actor_start"] >= 6 * START_S
+    assert split["actor_stop"] >= 6 * STOP_S
+    assert sum(split.values()) <= wall
+    record = result.to_record()
+    assert record["time_split"].keys() == split.keys()
+
+    for style in (TEXT, MARKDOWN):
+        lines = render_lines({"comparisons": [record]}, style)
+        title = next(i for i, line in enumerate(lines) if "Where the time went" in line)
+        table = "\n".join(lines[title:])
+        assert "actor start" in table and "actor stop" in table
+        assert "server switch" not in table  # no server took turns: the column would be all zeros
+        assert "all conditions" in table
