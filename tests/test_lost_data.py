@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -383,9 +384,9 @@ def test_server_killed_at_pair_3_keeps_pairs_1_and_2_in_the_record(
         reap_leftovers()  # the server runs in a process group of its own: the reaper finds it
     assert proc.returncode == 1, out  # the error still fails the test
     assert "1 failed" in out, out
-    assert (
-        "failed: ConnectError" in out or "failed: RemoteProtocolError" in out or "failed: ReadError" in out
-    ), out
+    # the probe's own client names the socket's error (measure/sse.py): refused, reset, or cut short
+    named = r"failed: (Connection(Refused|Reset)?Error|IncompleteResponse|BrokenPipeError)"
+    assert re.search(named, out), out
     assert "killed by SIGKILL" in out, out  # the server's state and log tail ride on the error
     assert "server killed at pair 3: aborted after 2 finished pairs" in out, out
     assert "ABORTED after 2 pairs, not judged" in out, out  # the text report

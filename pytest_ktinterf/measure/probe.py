@@ -18,18 +18,20 @@ Validity rules (each one learned the hard way, see the measurement notes):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import statistics
 import time
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 
 from pytest_ktinterf.errors import InvalidMeasurement, KtInterfError, ServerError
 from pytest_ktinterf.measure.samples import RequestSample, RoundSample
+from pytest_ktinterf.measure.sse import HttpStatus, IncompleteResponse, httpx_lines, post_lines
 
 _FILLER = (
     "the", "river", "runs", "past", "old", "stone", "mills", "while", "lanterns", "glow", "over",
@@ -117,14 +119,16 @@ class Probe:
 
     async def request(
         self,
-        client: httpx.AsyncClient,
+        client: httpx.AsyncClient | None,
         stream: int,
         body: dict[str, Any],
         on_token: Callable[[], None] | None = None,
     ) -> RequestSample:
-        """Stream one request on ``client``, timing each token; ``on_token`` is told of each as it comes.
+        """Stream one request, timing each token; ``on_token`` is told of each as it comes.
 
-        Raises :class:`KtInterfError` (HTTP status, timeout, transport, error mid-stream) or
+        ``client`` None: plain http through ``measure/sse.py``'s lean client (the probe's own
+        path); an httpx client otherwise (https, the co-runner's load). Raises
+        :class:`KtInterfError` (HTTP status, timeout, transport, error mid-stream) or
         :class:`InvalidMeasurement` (not JSON, no tokens); the caller judges the sample.
         """
         token_times: list[float] = []
@@ -132,15 +136,8 @@ class Probe:
         timings: dict[str, Any] | None = None
         t_send = time.perf_counter()
         try:
-            async with client.stream("POST", self.url + self.path, json=body) as response:
-                if response.status_code != 200:
-                    text = (await response.aread()).decode("utf-8", "replace")[:300]
-                    raise ServerError(
-                        f"POST {self.path} answered HTTP {response.status_code}: {text}",
-                        "check --kt-model-name and --kt-api against what the server serves",
-                    )
-                async for line in response.aiter_lines():
-                    now = time.perf_counter()
+            async with contextlib.aclosing(self._lines(client, body)) as lines:
+                async for now, line in lines:
                     _check_progress(now - (token_times[-1] if token_times else t_send), self)
                     if not line.startswith("data:"):
                         continue  # blank separators, SSE comments, event: lines
@@ -154,26 +151,48 @@ class Probe:
                             on_token()
                     usage = chunk.get("usage") or usage
                     timings = chunk.get("timings") or timings
-        except httpx.TimeoutException as exc:
+        except HttpStatus as exc:
+            raise ServerError(
+                f"POST {self.path} answered HTTP {exc.status}: {exc.text}",
+                "check --kt-model-name and --kt-api against what the server serves",
+            ) from exc
+        except (httpx.TimeoutException, TimeoutError, asyncio.TimeoutError) as exc:
             raise ServerError(
                 f"request to {self.url}{self.path} timed out after {self.timeout.read} s",
                 "the server is overloaded or hung; check its log, or lower --kt-streams",
             ) from exc
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, OSError, IncompleteResponse) as exc:
             raise ServerError(
                 f"request to {self.url}{self.path} failed: {type(exc).__name__}: {exc}",
                 "check that the server is still running (its log tail is below and in the report)",
             ) from exc
         return _sample(stream, t_send, token_times, usage, timings, self.url)
 
+    def _lines(
+        self, client: httpx.AsyncClient | None, body: dict[str, Any]
+    ) -> AsyncIterator[tuple[float, str]]:
+        if client is not None:
+            return httpx_lines(client, self.url + self.path, body)
+        return post_lines(
+            self.url + self.path,
+            json.dumps(body).encode(),
+            connect_s=self.timeout.connect,
+            read_s=self.timeout.read,
+        )
+
     async def _round(self, bodies: list[dict[str, Any]]) -> RoundSample:
+        if self.url.startswith("http://"):
+            return await self._gather(None, bodies)
         limits = httpx.Limits(max_connections=len(bodies) + 2)
         # trust_env=False: a proxy from the environment (http_proxy, ALL_PROXY) must never carry
-        # the measurement, not even of 127.0.0.1, and no environment lookup may cost probe time.
+        # the measurement, and no environment lookup may cost probe time.
         async with httpx.AsyncClient(timeout=self.timeout, limits=limits, trust_env=False) as client:
-            t_start = time.perf_counter()
-            requests = await asyncio.gather(*(self.request(client, i, body) for i, body in enumerate(bodies)))
-            t_end = time.perf_counter()
+            return await self._gather(client, bodies)
+
+    async def _gather(self, client: httpx.AsyncClient | None, bodies: list[dict[str, Any]]) -> RoundSample:
+        t_start = time.perf_counter()
+        requests = await asyncio.gather(*(self.request(client, i, body) for i, body in enumerate(bodies)))
+        t_end = time.perf_counter()
         return RoundSample(streams=len(bodies), requests=list(requests), t_start=t_start, t_end=t_end)
 
     # -- public API --------------------------------------------------------------------------
@@ -218,7 +237,9 @@ class Probe:
             self.calibrate()
         assert self.filler_words is not None
         bodies = [self.body(self.filler_words, self.max_tokens) for _ in range(streams)]
+        cpu = time.thread_time()
         sample = asyncio.run(self._round(bodies))
+        sample.probe_cpu_s = time.thread_time() - cpu
         for request in sample.requests:
             self._validate(request)
         return sample
@@ -251,7 +272,7 @@ class Probe:
 def _check_progress(since_token_s: float, probe: Probe) -> None:
     """Raise when the stream has carried no token for the read timeout.
 
-    httpx's read timeout bounds the wait for each *read*, so a stream kept alive by SSE comments
+    The read timeout bounds the wait for each *read*, so a stream kept alive by SSE comments
     or token-less chunks (a proxy's keep-alive in front of a hung server) would never time out:
     the probe would hang for good. Progress is a token (or, before the first, the request).
     """

@@ -95,6 +95,9 @@ class RoundSample:
     t_start: float
     t_end: float
     resources: dict[str, Any] = field(default_factory=dict)
+    # The probe's own CPU time for the round (its thread's, so the resource monitor's is not
+    # counted): a probe short of CPU would under-report a fast server, and this says how close.
+    probe_cpu_s: float | None = None
 
     @property
     def prefill_aggregate(self) -> float:
@@ -158,4 +161,5 @@ class RoundSample:
             "requests": [r.summary() for r in self.requests],
             "raw": [asdict(r) for r in self.requests],
             "resources": self.resources,
+            "probe_cpu_s": self.probe_cpu_s,
         }
