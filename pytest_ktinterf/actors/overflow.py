@@ -230,6 +230,7 @@ class HostOverflow(RamFiller):
         )
         # The most it may ever hold: what swap can take beyond the overflow, minus the reserve.
         self._ceiling = size + max(0, swap.free - reserve - int(self.overflow_gib * GIB))
+        self._into_swap = swap.free > 0  # the mode plan_host_overflow chose, decided once here
         return size
 
     @property
@@ -243,7 +244,7 @@ class HostOverflow(RamFiller):
     def _extra_args(self) -> list[str]:
         """With swap, the filler itself pages out what goes past RAM (see ``filler_child``)."""
         args = super()._extra_args()
-        if psutil.swap_memory().total > 0:
+        if self._into_swap:
             args += ["--swap-bytes", str(int(self.overflow_gib * GIB))]
         return args
 
