@@ -3,8 +3,9 @@
 Run: ``python -m tests.benchmarks.bench_false_alarms [repetitions] [rounds per trial]``
 (embedded server, default options; 20 repetitions and 2 rounds per trial by default, as
 ``experiments/seed_report.toml``; about a minute each on the 2-core VM). Every repetition is a
-real sequential comparison through ``compare()`` -- interleaved pairs, 6 to 14 of them, looks
-every 4 -- whose condition arm is identical to its baseline. Two rates are printed, per metric:
+real sequential comparison through ``compare()`` -- interleaved pairs, 8 to 14 of them, looks
+every 3, each look at 98.3% (the looks share the 95%: ``measure/design.py``) -- whose condition
+arm is identical to its baseline. Two rates are printed, per metric:
 
 * ``unaffected`` (within the default 15%) FAILS or is INCONCLUSIVE: a false alarm, since nothing
   changed;
