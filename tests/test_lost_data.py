@@ -236,7 +236,8 @@ def aborted_record(pairs: int) -> dict[str, Any]:
 
 def test_text_report_shows_the_aborted_comparison_its_pairs_and_why() -> None:
     lines = render_lines(aborted_record(pairs=3))
-    rows = [line for line in lines if " | " in line and line.startswith(("scripted", "server killed"))]
+    interference = lines[: next(i for i, line in enumerate(lines) if "Where the time went" in line)]
+    rows = [line for line in interference if " | " in line and line.startswith(("scripted", "server killed"))]
     assert len(rows) == 2
     assert "ABORTED" not in rows[0] and "| 6 " in rows[0]
     assert "| 3 " in rows[1] and rows[1].endswith("ABORTED after 3 pairs, not judged")
