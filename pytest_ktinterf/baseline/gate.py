@@ -221,11 +221,7 @@ def _from_intervals(
     if not found:
         raise ValueError(f"{figure}: no usable baseline session")
     points = [math.log(i.point) for i in found]
-    errors = [
-        (math.log(i.hi) - math.log(i.lo)) / (2 * Z_975)
-        for i in found
-        if 0 < i.lo < i.hi and math.isfinite(i.hi)
-    ]
+    errors = [(math.log(i.hi) - math.log(i.lo)) / (2 * Z_975) for i in found if i.bounded and i.lo < i.hi]
     m, lo, hi = band(points, errors)
     return GateCheck(
         metric=metric,

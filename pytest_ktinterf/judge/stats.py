@@ -27,6 +27,11 @@ class Interval:
     def __str__(self) -> str:
         return f"{self.point:.3f} [{self.lo:.3f}, {self.hi:.3f}]"
 
+    @property
+    def bounded(self) -> bool:
+        """Whether a ratio's interval has both ends: too few pairs for its level give [0, inf)."""
+        return self.lo > 0 and math.isfinite(self.hi)
+
     def as_percent_change(self) -> str:
         """``-52% [-60%, -45%]``: the form people read effect sizes in."""
         return f"{100 * (self.point - 1):+.0f}% [{100 * (self.lo - 1):+.0f}%, {100 * (self.hi - 1):+.0f}%]"

@@ -168,7 +168,7 @@ class Comparison:
                 b, c = (self.values(arm, metric)[-1] for arm in ARMS)
                 figures.append(f"{metric} {100 * (c / b - 1):+.0f}%" if b > 0 else f"{metric} -")
                 continue
-            if math.isfinite(r.hi) and r.lo > 0:
+            if r.bounded:
                 figures.append(f"{metric} {r.as_percent_change()}")
             else:
                 level = f"{100 * r.confidence:.3g}%"
