@@ -32,4 +32,9 @@ python -m venv "$work/venv" && "$work/venv/bin/pip" -q install gguf numpy
 xz -T2 -6 -c "$CACHE"/llama.cpp-*/bin/llama-server >.device/llama-server-cpu.xz
 pip -q download --no-deps docker -d .device/whl
 pip -q wheel --no-deps . -w .device/whl
+# aiohttp for the probe-ceiling benchmark's third client (not a dependency; 9 MB for CPython 3.10-3.12)
+for v in 310 311 312; do
+  pip -q download --only-binary=:all: --python-version $v --platform manylinux2014_x86_64 \
+    --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 aiohttp -d .device/aio
+done
 du -sh .device

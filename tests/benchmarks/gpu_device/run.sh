@@ -3,8 +3,9 @@
 # .device): (1) the GPU actors' own tests against NVML, while a CUDA llama-server builds in the
 # background (sm_90, no FlashAttention kernels; 185 s on the H100 machine's 16 cores, 2026-11-26);
 # (2) the seed's GPU rows against that server, all layers offloaded; (3) the concurrency row if
-# time is left. Falls back to the CPU server carried beside it when the CUDA build fails, and
-# says so. Everything it reports lands in $OUT (the device tool brings back at most 8 files).
+# time is left; (4) the probe-ceiling benchmark on this many-core machine if time is left. Falls
+# back to the CPU server carried beside it when the CUDA build fails, and says so. Everything it
+# reports lands in $OUT (the device tool brings back at most 8 files).
 set -u
 export PYTHONUNBUFFERED=1
 cd "$(dirname "$0")/../../.."
@@ -65,5 +66,12 @@ if [ $(( $(date +%s) - T0 )) -lt 440 ]; then
     -p no:cacheprovider -rs --kt-backend process --kt-server-cmd "$CMD" --kt-max-pairs 6 \
     --kt-report-json /tmp/unc/report.json 2>&1 | tail -25
   cp /tmp/unc/report.json "$OUT/uncontended.json" 2>/dev/null
+fi
+if [ $(( $(date +%s) - T0 )) -lt 500 ] && [ -d .device/aio ]; then
+  stamp "probe ceiling (issue 14 item 5): server on the last core, each client on core 0"
+  python3 -m pip install -q --no-index --no-compile --find-links .device/aio --target /tmp/site aiohttp \
+    || echo "aiohttp did not install: the bench runs without it"
+  timeout $(( 588 - ($(date +%s) - T0) )) python3 -m tests.benchmarks.bench_probe_ceiling --streams 16,64 \
+    --rounds 3 2>&1 | tee "$OUT/ceiling.log" | tail -30
 fi
 stamp end
