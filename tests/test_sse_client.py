@@ -9,13 +9,12 @@ fake broken server and the real llama-server.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_ktinterf.measure.sse import HttpStatus, IncompleteResponse, _Dechunker, _Lines, post_lines
+from pytest_ktinterf.measure.sse import HttpStatus, IncompleteResponse, _Dechunker, _Lines, post_stream
 
 LINE = st.text(st.characters(exclude_characters="\r\n", exclude_categories=("Cs",)), max_size=40)
 
@@ -84,9 +83,14 @@ async def _serve_once(answer: bytes) -> tuple[asyncio.AbstractServer, str]:
 async def _read_all(answer: bytes) -> list[str]:
     server, url = await _serve_once(answer)
     async with server:
-        stream = post_lines(url, b"{}", connect_s=5, read_s=5)
-        async with contextlib.aclosing(stream) as lines:
-            return [line async for _, line in lines]
+        lines: list[str] = []
+
+        def take(_: float, line: str) -> bool:
+            lines.append(line)
+            return False
+
+        await post_stream(url, b"{}", take, connect_s=5, read_s=5)
+        return lines
 
 
 @pytest.mark.parametrize(
@@ -115,3 +119,37 @@ def test_a_response_cut_short_is_named() -> None:
     answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\ndata"
     with pytest.raises(IncompleteResponse, match="mid-response"):
         asyncio.run(_read_all(answer))
+
+
+def test_the_callers_done_ends_the_response_and_its_error_ends_it_with_that_error() -> None:
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 16\r\n\r\ndata: 1\ndata: 2\n"
+
+    async def read(on_line: object) -> None:
+        server, url = await _serve_once(answer)
+        async with server:
+            await post_stream(url, b"{}", on_line, connect_s=5, read_s=5)  # type: ignore[arg-type]
+
+    seen: list[str] = []
+    asyncio.run(read(lambda _, line: seen.append(line) or line == "data: 1"))
+    assert seen == ["data: 1"]
+
+    def refuse(_: float, line: str) -> bool:
+        raise ValueError(f"refused {line}")
+
+    with pytest.raises(ValueError, match="refused data: 1"):
+        asyncio.run(read(refuse))
+
+
+def test_no_byte_for_the_read_timeout_is_a_timeout() -> None:
+    async def read() -> None:
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            await asyncio.sleep(30)
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+        async with server:
+            await post_stream(url, b"{}", lambda _, __: False, connect_s=5, read_s=0.3)
+
+    with pytest.raises(TimeoutError, match=r"no byte for 0\.3 s"):
+        asyncio.run(asyncio.wait_for(read(), 10))

@@ -18,20 +18,19 @@ Validity rules (each one learned the hard way, see the measurement notes):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import statistics
 import time
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from pytest_ktinterf.errors import InvalidMeasurement, KtInterfError, ServerError
 from pytest_ktinterf.measure.samples import RequestSample, RoundSample
-from pytest_ktinterf.measure.sse import HttpStatus, IncompleteResponse, httpx_lines, post_lines
+from pytest_ktinterf.measure.sse import HttpStatus, IncompleteResponse, httpx_stream, post_stream
 
 _FILLER = (
     "the", "river", "runs", "past", "old", "stone", "mills", "while", "lanterns", "glow", "over",
@@ -131,26 +130,18 @@ class Probe:
         :class:`KtInterfError` (HTTP status, timeout, transport, error mid-stream) or
         :class:`InvalidMeasurement` (not JSON, no tokens); the caller judges the sample.
         """
-        token_times: list[float] = []
-        usage: dict[str, Any] | None = None
-        timings: dict[str, Any] | None = None
-        t_send = time.perf_counter()
+        seen = _Stream(self, time.perf_counter(), on_token)
         try:
-            async with contextlib.aclosing(self._lines(client, body)) as lines:
-                async for now, line in lines:
-                    _check_progress(now - (token_times[-1] if token_times else t_send), self)
-                    if not line.startswith("data:"):
-                        continue  # blank separators, SSE comments, event: lines
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        break
-                    chunk = _parse_chunk(data, self.url)
-                    if _carries_token(chunk, self.api, started=bool(token_times)):
-                        token_times.append(now)
-                        if on_token is not None:
-                            on_token()
-                    usage = chunk.get("usage") or usage
-                    timings = chunk.get("timings") or timings
+            if client is None:
+                await post_stream(
+                    self.url + self.path,
+                    json.dumps(body).encode(),
+                    seen.line,
+                    connect_s=self.timeout.connect,
+                    read_s=self.timeout.read,
+                )
+            else:
+                await httpx_stream(client, self.url + self.path, body, seen.line)
         except HttpStatus as exc:
             raise ServerError(
                 f"POST {self.path} answered HTTP {exc.status}: {exc.text}",
@@ -166,19 +157,7 @@ class Probe:
                 f"request to {self.url}{self.path} failed: {type(exc).__name__}: {exc}",
                 "check that the server is still running (its log tail is below and in the report)",
             ) from exc
-        return _sample(stream, t_send, token_times, usage, timings, self.url)
-
-    def _lines(
-        self, client: httpx.AsyncClient | None, body: dict[str, Any]
-    ) -> AsyncIterator[tuple[float, str]]:
-        if client is not None:
-            return httpx_lines(client, self.url + self.path, body)
-        return post_lines(
-            self.url + self.path,
-            json.dumps(body).encode(),
-            connect_s=self.timeout.connect,
-            read_s=self.timeout.read,
-        )
+        return _sample(stream, seen.t_send, seen.token_times, seen.usage, seen.timings, self.url)
 
     async def _round(self, bodies: list[dict[str, Any]]) -> RoundSample:
         if self.url.startswith("http://"):
@@ -267,6 +246,36 @@ class Probe:
                 f"prompt was {request.prompt_tokens} tokens, target {self.prompt_tokens}",
                 "calibration drifted; rerun, or report the server's usage.prompt_tokens as odd",
             )
+
+
+class _Stream:
+    """One request's stream as its lines come: the token times, the usage and timings seen."""
+
+    def __init__(self, probe: Probe, t_send: float, on_token: Callable[[], None] | None) -> None:
+        self.probe = probe
+        self.t_send = t_send
+        self.on_token = on_token
+        self.token_times: list[float] = []
+        self.usage: dict[str, Any] | None = None
+        self.timings: dict[str, Any] | None = None
+
+    def line(self, now: float, line: str) -> bool:
+        """Take one line that arrived at ``now``; True once the stream says it is done."""
+        times = self.token_times
+        _check_progress(now - (times[-1] if times else self.t_send), self.probe)
+        if not line.startswith("data:"):
+            return False  # blank separators, SSE comments, event: lines
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return True
+        chunk = _parse_chunk(data, self.probe.url)
+        if _carries_token(chunk, self.probe.api, started=bool(times)):
+            times.append(now)
+            if self.on_token is not None:
+                self.on_token()
+        self.usage = chunk.get("usage") or self.usage
+        self.timings = chunk.get("timings") or self.timings
+        return False
 
 
 def _check_progress(since_token_s: float, probe: Probe) -> None:
