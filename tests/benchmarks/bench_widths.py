@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_ktinterf.judge.stats import paired_ratio_ci
+from pytest_ktinterf.measure.comparison import PHASES
 
 REFERENCE = Path(__file__).parent / "reference" / "main_job_dd44ba1.json"
 METRICS = ("prefill", "decode")
@@ -67,7 +68,7 @@ def _width(interval: dict[str, float] | None) -> float:
 
 def compare(now: dict[str, Any], ref: dict[str, Any]) -> list[str]:
     out = [
-        f"{'row':<20} {'metric':<8} {'pairs':>9} {'now':>22} "
+        f"{'row':<28} {'metric':<8} {'pairs':>9} {'now':>22} "
         f"{'width':>6} {'ref':>6} {'ratio':>6} {'1st rnd':>7}"
     ]
     sums = {"now": 0.0, "ref": 0.0, "first": 0.0}
@@ -84,7 +85,7 @@ def compare(now: dict[str, Any], ref: dict[str, Any]) -> list[str]:
             )
             pairs = f"{row['pairs']} / {old['pairs'] if old else '-'}"
             out.append(
-                f"{rid:<20} {metric:<8} {pairs:>9} {shown:>22} {width:6.0f} {before:6.0f} "
+                f"{rid[:28]:<28} {metric:<8} {pairs:>9} {shown:>22} {width:6.0f} {before:6.0f} "
                 f"{width / before if before == before and before else float('nan'):6.2f} {first:7.0f}"
             )
             if before == before:
@@ -100,7 +101,7 @@ def compare(now: dict[str, Any], ref: dict[str, Any]) -> list[str]:
         for row in data["rows"].values():
             for phase, seconds in row["time_split"].items():
                 phases[phase] = phases.get(phase, 0.0) + seconds
-        parts = ", ".join(f"{p} {s:.0f}" for p, s in phases.items())
+        parts = ", ".join(f"{p} {phases[p]:.0f}" for p in PHASES if p in phases)
         out.append(f"time of the comparisons, {name}: {sum(phases.values()):.0f} s ({parts})")
     return out
 
