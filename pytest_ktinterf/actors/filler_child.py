@@ -59,6 +59,18 @@ def _touch(buf: mmap.mmap, offset: int, end: int, block: memoryview) -> None:
         buf[start:stop] = block[: stop - start]
 
 
+def _huge(buf: mmap.mmap) -> None:
+    """Ask for transparent huge pages (kernels with THP in ``madvise`` mode give none unasked).
+
+    Each of the filler's bytes is written, so a huge page is as much pressure as 512 small ones;
+    but it is faulted in, and given back, at once: 11 GiB filled in 5-8 s instead of 14-29 s and
+    freed in 0.03 s instead of 0.7 on this 2-core VM, where the idle-RAM row fills that 8 times.
+    Not for the host overflow (``--swap-bytes``), which pages its memory out in its own order.
+    """
+    with contextlib.suppress(OSError, AttributeError):  # a kernel or platform without THP
+        buf.madvise(mmap.MADV_HUGEPAGE)
+
+
 def _fill(buf: mmap.mmap, size: int, status: Path, done: int = 0) -> None:
     """Touch every page, reporting progress: a 24 GiB fill takes tens of seconds."""
     block = memoryview(os.urandom(CHUNK))
@@ -129,6 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     size = max(args.bytes, 2 * mmap.PAGESIZE)
     buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     swapper = _Swapper(buf) if args.swap_bytes > 0 else None
+    if swapper is None:
+        _huge(buf)
     _status(args.status, "filling 0")
     in_ram = max(0, size - args.swap_bytes) if swapper else size
     _fill(buf, in_ram, args.status)
@@ -152,6 +166,7 @@ def main(argv: list[str] | None = None) -> None:
                 swapper.regions.append(more)
                 _fill_past_ram(more, 0, swapper, args.status, size)
             else:
+                _huge(more)
                 _fill(more, wanted - size, args.status, size)
             extra.append(more)
             size = wanted
