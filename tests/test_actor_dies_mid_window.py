@@ -56,6 +56,9 @@ class KillingProbe:
             self.killed = [p.pid for p in tree]
         return self.probe.measure(streams)
 
+    def warm(self, streams: int = 1) -> Any:
+        return self.probe.warm(streams)
+
 
 def test_an_actor_killed_in_its_window_refuses_that_trial(
     kt_probe: Probe, kt_server: ServerHandle, tmp_path: Path

@@ -556,6 +556,11 @@ class ScriptedProbe:
         now = time.perf_counter()
         return RoundSample(1, [request], now, now)
 
+    def warm(self, streams: int = 1) -> RoundSample:
+        """The settling round before each trial: not counted, so not a call of the script."""
+        request = RequestSample(0, 0.0, 0.1, 0.2, [0.1, 0.2], 8, 2)
+        return RoundSample(1, [request], 0.0, 0.2)
+
 
 class ScriptedTestbed:
     """What ``interfere.run`` asks of a testbed for actor ``none``: options and ``compare``."""

@@ -68,6 +68,9 @@ class HalvingProbe:
         wobble = 0.01 * (self.calls % 5)
         return _round(0.5 + (1.0 if condition else 0.5) * (1 + wobble))
 
+    def warm(self, streams: int = 1) -> RoundSample:
+        return _round(0.6)  # the settling round before each trial: not counted
+
 
 def test_each_pair_says_the_running_effect_its_interval_and_the_time_left() -> None:
     said: list[str] = []

@@ -66,6 +66,9 @@ class ScriptedProbe:
         condition = self.calls % 2 == 1 and self.calls > 1
         return fake_round(streams, 0.9 if condition else 0.8)
 
+    def warm(self, streams: int = 1) -> RoundSample:
+        return fake_round(streams)  # the settling round before each trial: not counted
+
 
 def server_error() -> ServerError:
     return ServerError(

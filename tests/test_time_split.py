@@ -34,6 +34,13 @@ class SlowProbe:
         now = time.perf_counter()
         return RoundSample(1, [request], now, now)
 
+    def warm(self, streams: int = 1) -> RoundSample:
+        """The settling round before each trial: it takes ``ROUND_S`` too, counted as warm-up."""
+        time.sleep(ROUND_S)
+        request = RequestSample(0, 0.0, 0.1, 0.2, [0.1, 0.2], 8, 2)
+        now = time.perf_counter()
+        return RoundSample(1, [request], now, now)
+
 
 @contextlib.contextmanager
 def slow_actor() -> Iterator[None]:
@@ -48,7 +55,7 @@ def test_the_time_each_phase_took_is_recorded_and_shown() -> None:
     wall = time.monotonic() - started
     split = result.time_split
     assert set(split) <= set(PHASES)
-    assert split["warm_up"] >= ROUND_S
+    assert split["warm_up"] >= (1 + 2 * 6) * ROUND_S  # the one-off round, then one before each trial
     assert split["baseline"] >= 6 * 2 * ROUND_S  # 6 pairs of 2 rounds
     assert split["condition"] >= 6 * 2 * ROUND_S
     assert split["actor_start"] >= 6 * START_S
@@ -64,3 +71,22 @@ def test_the_time_each_phase_took_is_recorded_and_shown() -> None:
         assert "actor start" in table and "actor stop" in table
         assert "server switch" not in table  # no server took turns: the column would be all zeros
         assert "all conditions" in table
+
+
+class UnsettledProbe(SlowProbe):
+    """Its settling rounds are wild (a server just after a switch): a tenth of the speed."""
+
+    def warm(self, streams: int = 1) -> RoundSample:
+        request = RequestSample(0, 0.0, 5.0, 50.0, [5.0, 50.0], 128, 2)
+        now = time.perf_counter()
+        return RoundSample(1, [request], now, now)
+
+
+def test_each_trial_begins_with_a_settling_round_that_is_recorded_and_never_counted() -> None:
+    steady = compare(SlowProbe(), slow_actor, label="steady", trials=6)  # type: ignore[arg-type]
+    unsettled = compare(UnsettledProbe(), slow_actor, label="unsettled", trials=6)  # type: ignore[arg-type]
+    for metric in ("prefill", "decode"):
+        assert unsettled.ratio(metric) == steady.ratio(metric)
+    trials = unsettled.to_record()["trials"]
+    assert len(trials) == 12
+    assert all(t["settling_round"]["decode_aggregate_tps"] < 0.1 for t in trials)

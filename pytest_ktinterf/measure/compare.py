@@ -137,9 +137,11 @@ def measure_pair(
         streams = result.baseline_streams or result.streams
         with result.timed("server_switch"):
             baseline.take_turn(result, streams, index)
+        with result.timed("warm_up"):
+            settling = baseline.probe.warm(streams)
         with result.timed("baseline"):
             first, *more = _rounds(baseline.probe, streams, baseline.processes, rounds)
-        result.trials.append(Trial(names[0], index, first, more=more))
+        result.trials.append(Trial(names[0], index, first, more=more, settling=settling))
 
     def condition_trial() -> None:
         with result.timed("server_switch"):
@@ -147,6 +149,8 @@ def measure_pair(
         starting = time.monotonic()
         with condition() as actor:
             result.add_time("actor_start", time.monotonic() - starting)  # until its pressure is proven
+            with result.timed("warm_up"):
+                settling = other.probe.warm(result.streams)
             with result.timed("condition"):
                 samples = _rounds(other.probe, result.streams, other.processes, rounds)
             if actor is not None:
@@ -160,7 +164,9 @@ def measure_pair(
         result.add_time("actor_stop", time.monotonic() - stopping)  # with its settling
         # Taken after stop: evidence is frozen then, with what only a stopped actor can report.
         evidence = actor.evidence() if actor is not None else None
-        result.trials.append(Trial(names[1], index, samples[0], evidence, more=samples[1:]))
+        result.trials.append(
+            Trial(names[1], index, samples[0], evidence, more=samples[1:], settling=settling)
+        )
 
     swapped = other.turns is not None and other.resident() and not baseline.resident()
     for trial in (condition_trial, baseline_trial) if swapped else (baseline_trial, condition_trial):

@@ -32,13 +32,15 @@ ABORTED = "aborted"
 
 @dataclass
 class Trial:
-    """One arm's trial: its first round, any further rounds, and the actor's evidence."""
+    """One arm's trial: its first round, any further rounds, the actor's evidence, and the short
+    settling round measured before them (recorded, never counted)."""
 
     arm: str
     index: int
     round: RoundSample
     actor: dict[str, Any] | None = None
     more: list[RoundSample] = field(default_factory=list)
+    settling: RoundSample | None = None  # the short round before it (``Probe.warm``), not counted
 
     def metric(self, name: str) -> float:
         """The median over the trial's rounds (the round's own figure with one round)."""
@@ -241,6 +243,7 @@ def _trial_record(t: Trial) -> dict[str, Any]:
         "actor": t.actor,
         **t.round.to_record(),
         **({"more_rounds": [r.to_record() for r in t.more]} if t.more else {}),
+        **({"settling_round": t.settling.to_record()} if t.settling is not None else {}),
     }
 
 

@@ -66,9 +66,11 @@ class Design:
 
     The first look must be able to bound an interval at the per-look level (``confidence``):
     6 pairs for one look at 95%, 7 for three looks at 98.3%. Each trial is the median of
-    ``rounds`` back-to-back rounds: single prefills of a short prompt vary by +-20% on a small VM
-    (measurement note 7), and a few rounds per trial cost less than the many more pairs (each
-    with an actor start and stop) that the same precision would need.
+    ``rounds`` back-to-back rounds, after a short settling round that is recorded and never
+    counted (``Probe.warm``): the first round after an actor starts or stops is the one that
+    runs slow (measurement note 7's +-20%), and with it taken by the settling round one counted
+    round gave the seed rows' intervals as narrow as two (sum of widths 263 against 265 points,
+    ``tests/benchmarks/bench_widths.py``) in two thirds of the time.
     """
 
     min_pairs: int = 8

@@ -22,13 +22,14 @@ import json
 import statistics
 import time
 import uuid
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from pytest_ktinterf.errors import InvalidMeasurement, KtInterfError, ServerError
+from pytest_ktinterf.measure.events import ProbeWarning as ProbeWarning
+from pytest_ktinterf.measure.events import TokenStream
 from pytest_ktinterf.measure.samples import RequestSample, RoundSample
 from pytest_ktinterf.measure.sse import HttpStatus, IncompleteResponse, httpx_stream, post_stream
 
@@ -39,13 +40,13 @@ _FILLER = (
 )  # fmt: skip
 
 
+WARM_WORDS = 16  # the settling round's prompt (:meth:`Probe.warm`): a few words, a few tokens out
+WARM_TOKENS = 8
+
+
 def cache_allowance(prompt_tokens: int) -> int:
     """Cached tokens a nonce-led prompt may still show: template opening + chance overlap."""
     return max(8, prompt_tokens // 20)
-
-
-class ProbeWarning(UserWarning):
-    """A measurement that is usable but less exact than it should be."""
 
 
 def nonce() -> str:
@@ -130,7 +131,7 @@ class Probe:
         :class:`KtInterfError` (HTTP status, timeout, transport, error mid-stream) or
         :class:`InvalidMeasurement` (not JSON, no tokens); the caller judges the sample.
         """
-        seen = _Stream(self, time.perf_counter(), on_token)
+        seen = TokenStream(self.url + self.path, self.api, self.timeout.read, time.perf_counter(), on_token)
         try:
             if client is None:
                 await post_stream(
@@ -157,7 +158,7 @@ class Probe:
                 f"request to {self.url}{self.path} failed: {type(exc).__name__}: {exc}",
                 "check that the server is still running (its log tail is below and in the report)",
             ) from exc
-        return _sample(stream, seen.t_send, seen.token_times, seen.usage, seen.timings, self.url)
+        return seen.sample(stream)
 
     async def _round(self, bodies: list[dict[str, Any]]) -> RoundSample:
         if self.url.startswith("http://"):
@@ -223,6 +224,17 @@ class Probe:
             self._validate(request)
         return sample
 
+    def warm(self, streams: int = 1) -> RoundSample:
+        """A short round that settles the server after a switch: recorded, never validated or counted.
+
+        The first round after an actor starts or stops ran slow in 1 of 4 trials on this 2-core VM
+        (pages faulted back in, a co-runner's load ramping up): as a trial's only round it widened
+        the main job's intervals by 40%. A request of a few words and :data:`WARM_TOKENS` tokens
+        per stream takes that hit for a tenth of a round's time.
+        """
+        bodies = [self.body(WARM_WORDS, WARM_TOKENS) for _ in range(streams)]
+        return asyncio.run(self._round(bodies))
+
     def _validate(self, request: RequestSample) -> None:
         allowed = cache_allowance(request.prompt_tokens)
         if request.cached_tokens and request.cached_tokens > allowed:
@@ -246,144 +258,3 @@ class Probe:
                 f"prompt was {request.prompt_tokens} tokens, target {self.prompt_tokens}",
                 "calibration drifted; rerun, or report the server's usage.prompt_tokens as odd",
             )
-
-
-class _Stream:
-    """One request's stream as its lines come: the token times, the usage and timings seen."""
-
-    def __init__(self, probe: Probe, t_send: float, on_token: Callable[[], None] | None) -> None:
-        self.probe = probe
-        self.t_send = t_send
-        self.on_token = on_token
-        self.token_times: list[float] = []
-        self.usage: dict[str, Any] | None = None
-        self.timings: dict[str, Any] | None = None
-
-    def line(self, now: float, line: str) -> bool:
-        """Take one line that arrived at ``now``; True once the stream says it is done."""
-        times = self.token_times
-        _check_progress(now - (times[-1] if times else self.t_send), self.probe)
-        if not line.startswith("data:"):
-            return False  # blank separators, SSE comments, event: lines
-        data = line[5:].strip()
-        if data == "[DONE]":
-            return True
-        chunk = _parse_chunk(data, self.probe.url)
-        if _carries_token(chunk, self.probe.api, started=bool(times)):
-            times.append(now)
-            if self.on_token is not None:
-                self.on_token()
-        self.usage = chunk.get("usage") or self.usage
-        self.timings = chunk.get("timings") or self.timings
-        return False
-
-
-def _check_progress(since_token_s: float, probe: Probe) -> None:
-    """Raise when the stream has carried no token for the read timeout.
-
-    The read timeout bounds the wait for each *read*, so a stream kept alive by SSE comments
-    or token-less chunks (a proxy's keep-alive in front of a hung server) would never time out:
-    the probe would hang for good. Progress is a token (or, before the first, the request).
-    """
-    limit = probe.timeout.read
-    if limit is not None and since_token_s > limit:
-        raise ServerError(
-            f"request to {probe.url}{probe.path} streamed no token for {limit} s "
-            "(only keep-alive lines or token-less chunks)",
-            "the server is hung behind a live connection; check its log, or lower --kt-streams",
-        )
-
-
-def _parse_chunk(data: str, url: str) -> dict[str, Any]:
-    try:
-        chunk = json.loads(data)
-    except ValueError as exc:
-        raise InvalidMeasurement(
-            f"server at {url} sent a stream chunk that is not JSON: {data[:80]!r}",
-            "point --kt-url at an OpenAI-compatible server (SSE 'data: {json}' lines)",
-        ) from exc
-    if not isinstance(chunk, dict):
-        raise InvalidMeasurement(
-            f"server at {url} sent a stream chunk that is not a JSON object: {data[:80]!r}",
-            "point --kt-url at an OpenAI-compatible server",
-        )
-    if "error" in chunk:
-        raise ServerError(
-            f"server at {url} reported an error mid-stream: {str(chunk['error'])[:200]}",
-            "check the server log; the request was rejected or the server ran out of memory",
-        )
-    return chunk
-
-
-def _carries_token(chunk: dict[str, Any], api: str, started: bool) -> bool:
-    """Whether a chunk delivers generated output (role-only and usage-only chunks do not).
-
-    An empty piece counts once output has started (special tokens decode to ''), but not
-    before, where some servers send an empty role chunk as soon as the request arrives.
-    """
-    choices = chunk.get("choices") or []
-    if not choices or not isinstance(choices[0], dict):
-        return False
-    choice = choices[0]
-    if api == "chat":
-        delta = choice.get("delta") or {}
-        piece = delta.get("content")
-        if piece is None:
-            piece = delta.get("reasoning_content")
-    else:
-        piece = choice.get("text")
-    if piece is None:
-        return False
-    return bool(piece) or started
-
-
-def _sample(
-    stream: int,
-    t_send: float,
-    token_times: list[float],
-    usage: dict[str, Any] | None,
-    timings: dict[str, Any] | None,
-    url: str,
-) -> RequestSample:
-    if not token_times:
-        raise InvalidMeasurement(
-            f"server at {url} streamed no tokens",
-            "check that the server streams (stream=true) and that the model name is right",
-        )
-    prompt_tokens = completion_tokens = 0
-    cached: int | None = None
-    from_usage = usage is not None
-    if usage is not None:
-        prompt_tokens = int(usage.get("prompt_tokens") or 0)
-        completion_tokens = int(usage.get("completion_tokens") or 0)
-        details = usage.get("prompt_tokens_details") or {}
-        if isinstance(details, dict) and details.get("cached_tokens") is not None:
-            cached = int(details["cached_tokens"])
-    if completion_tokens <= 0:
-        from_usage = False
-        completion_tokens = len(token_times)
-        warnings.warn(
-            ProbeWarning(f"server at {url} sent no usage; counting {len(token_times)} chunks as tokens"),
-            stacklevel=2,
-        )
-    if prompt_tokens <= 0 and timings:
-        prompt_tokens = int(timings.get("prompt_n") or 0)
-    return RequestSample(
-        stream=stream,
-        t_send=t_send,
-        t_first=token_times[0],
-        t_last=token_times[-1],
-        token_times=token_times,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        cached_tokens=cached,
-        tokens_from_usage=from_usage,
-        server_prefill_tps=_float(timings, "prompt_per_second"),
-        server_decode_tps=_float(timings, "predicted_per_second"),
-    )
-
-
-def _float(source: dict[str, Any] | None, key: str) -> float | None:
-    if not source or source.get(key) is None:
-        return None
-    return float(source[key])

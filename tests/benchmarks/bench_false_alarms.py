@@ -1,8 +1,8 @@
 """Benchmark: how often do verdicts raise false alarms on A/A comparisons (no actor at all)?
 
 Run: ``python -m tests.benchmarks.bench_false_alarms [repetitions] [rounds per trial]``
-(embedded server, default options; 20 repetitions and 2 rounds per trial by default, as
-``experiments/seed_report.toml``; about a minute each on the 2-core VM). Every repetition is a
+(embedded server, default options; 20 repetitions and 1 round per trial by default, as
+``experiments/seed_report.toml``, each trial after its settling round). Every repetition is a
 real sequential comparison through ``compare()`` -- interleaved pairs, 8 to 14 of them, looks
 every 3, each look at 98.3% (the looks share the 95%: ``measure/design.py``) -- whose condition
 arm is identical to its baseline. Two rates are printed, per metric:
@@ -48,7 +48,7 @@ def wilson(k: int, n: int) -> str:
     )
 
 
-def main(repetitions: int = 20, rounds: int = 2) -> None:
+def main(repetitions: int = 20, rounds: int = 1) -> None:
     options = Options(server_cpus=[max(os.sched_getaffinity(0))])
     expectations: list[Expectation] = [parse(m, o) for m in METRICS for o in ("unaffected", "degraded")]
     false_alarm = dict.fromkeys(METRICS, 0)
