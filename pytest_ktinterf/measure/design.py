@@ -68,9 +68,9 @@ class Design:
     6 pairs for one look at 95%, 7 for three looks at 98.3%. Each trial is the median of
     ``rounds`` back-to-back rounds, after a short settling round that is recorded and never
     counted (``Probe.warm``): the first round after an actor starts or stops is the one that
-    runs slow (measurement note 7's +-20%), and with it taken by the settling round one counted
-    round gave the seed rows' intervals as narrow as two (sum of widths 263 against 265 points,
-    ``tests/benchmarks/bench_widths.py``) in two thirds of the time.
+    runs slow (measurement note 7's +-20%). The seed file counts one round a trial: two runs
+    of its rows gave width sums of 263 and 359 points against 265 for one run of two rounds,
+    in two thirds of the time (``tests/benchmarks/bench_widths.py``, README "Settling rounds").
     """
 
     min_pairs: int = 8
