@@ -63,8 +63,9 @@ def _huge(buf: mmap.mmap) -> None:
     """Ask for transparent huge pages (kernels with THP in ``madvise`` mode give none unasked).
 
     Each of the filler's bytes is written, so a huge page is as much pressure as 512 small ones;
-    but it is faulted in, and given back, at once: 11 GiB filled in 5-8 s instead of 14-29 s and
-    freed in 0.03 s instead of 0.7 on this 2-core VM, where the idle-RAM row fills that 8 times.
+    but it is faulted in, and given back, at once: this child filled 11 GiB in 4-15 s instead of
+    21-29 s, freed in 0.03 s instead of 0.7, on this 2-core VM, where the idle-RAM row fills that
+    8 times.
     Not for the host overflow (``--swap-bytes``), which pages its memory out in its own order.
     """
     with contextlib.suppress(OSError, AttributeError):  # a kernel or platform without THP

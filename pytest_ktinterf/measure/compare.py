@@ -119,6 +119,16 @@ class Arm:
                 result.server_starts.append({**start, "before_pair": index})
 
 
+def _trial_rounds(
+    result: Comparison, arm: Arm, streams: int, rounds: int, phase: str
+) -> tuple[RoundSample, list[RoundSample]]:
+    """A trial's settling round (``Probe.warm``, timed as warm-up), then its counted rounds (``phase``)."""
+    with result.timed("warm_up"):
+        settling = arm.probe.warm(streams)
+    with result.timed(phase):
+        return settling, _rounds(arm.probe, streams, arm.processes, rounds)
+
+
 def measure_pair(
     result: Comparison,
     baseline: Arm,
@@ -137,10 +147,7 @@ def measure_pair(
         streams = result.baseline_streams or result.streams
         with result.timed("server_switch"):
             baseline.take_turn(result, streams, index)
-        with result.timed("warm_up"):
-            settling = baseline.probe.warm(streams)
-        with result.timed("baseline"):
-            first, *more = _rounds(baseline.probe, streams, baseline.processes, rounds)
+        settling, (first, *more) = _trial_rounds(result, baseline, streams, rounds, "baseline")
         result.trials.append(Trial(names[0], index, first, more=more, settling=settling))
 
     def condition_trial() -> None:
@@ -149,10 +156,7 @@ def measure_pair(
         starting = time.monotonic()
         with condition() as actor:
             result.add_time("actor_start", time.monotonic() - starting)  # until its pressure is proven
-            with result.timed("warm_up"):
-                settling = other.probe.warm(result.streams)
-            with result.timed("condition"):
-                samples = _rounds(other.probe, result.streams, other.processes, rounds)
+            settling, samples = _trial_rounds(result, other, result.streams, rounds, "condition")
             if actor is not None:
                 actor.check()
                 if not actor.window.covers(samples[0].t_start, samples[-1].t_end):

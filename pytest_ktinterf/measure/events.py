@@ -24,13 +24,21 @@ class ProbeWarning(UserWarning):
 class TokenStream:
     """One request's stream as its lines come: the token times, the usage and timings seen.
 
-    ``url`` is the request's (for the errors), ``stall_s`` the longest it may go without a token.
+    ``url`` and ``path`` are the server's and the request's (for the errors), ``stall_s`` the
+    longest the stream may go without a token.
     """
 
     def __init__(
-        self, url: str, api: str, stall_s: float | None, t_send: float, on_token: Callable[[], None] | None
+        self,
+        url: str,
+        path: str,
+        api: str,
+        stall_s: float | None,
+        t_send: float,
+        on_token: Callable[[], None] | None,
     ) -> None:
         self.url = url
+        self.path = path
         self.api = api
         self.stall_s = stall_s
         self.t_send = t_send
@@ -42,7 +50,7 @@ class TokenStream:
     def line(self, now: float, line: str) -> bool:
         """Take one line that arrived at ``now``; True once the stream says it is done."""
         times = self.token_times
-        _check_progress(now - (times[-1] if times else self.t_send), self.stall_s, self.url)
+        _check_progress(now - (times[-1] if times else self.t_send), self.stall_s, self.url + self.path)
         if not line.startswith("data:"):
             return False  # blank separators, SSE comments, event: lines
         data = line[5:].strip()
@@ -59,7 +67,43 @@ class TokenStream:
 
     def sample(self, stream: int) -> RequestSample:
         """The request as measured (raises :class:`InvalidMeasurement` when it carried no token)."""
-        return _sample(stream, self.t_send, self.token_times, self.usage, self.timings, self.url)
+        token_times, usage, timings, url = self.token_times, self.usage, self.timings, self.url
+        if not token_times:
+            raise InvalidMeasurement(
+                f"server at {url} streamed no tokens",
+                "check that the server streams (stream=true) and that the model name is right",
+            )
+        prompt_tokens = completion_tokens = 0
+        cached: int | None = None
+        from_usage = usage is not None
+        if usage is not None:
+            prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            completion_tokens = int(usage.get("completion_tokens") or 0)
+            details = usage.get("prompt_tokens_details") or {}
+            if isinstance(details, dict) and details.get("cached_tokens") is not None:
+                cached = int(details["cached_tokens"])
+        if completion_tokens <= 0:
+            from_usage = False
+            completion_tokens = len(token_times)
+            warnings.warn(
+                ProbeWarning(f"server at {url} sent no usage; counting {len(token_times)} chunks as tokens"),
+                stacklevel=2,
+            )
+        if prompt_tokens <= 0 and timings:
+            prompt_tokens = int(timings.get("prompt_n") or 0)
+        return RequestSample(
+            stream=stream,
+            t_send=self.t_send,
+            t_first=token_times[0],
+            t_last=token_times[-1],
+            token_times=token_times,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cached_tokens=cached,
+            tokens_from_usage=from_usage,
+            server_prefill_tps=_float(timings, "prompt_per_second"),
+            server_decode_tps=_float(timings, "predicted_per_second"),
+        )
 
 
 def _check_progress(since_token_s: float, limit: float | None, url: str) -> None:
@@ -117,52 +161,6 @@ def _carries_token(chunk: dict[str, Any], api: str, started: bool) -> bool:
     if piece is None:
         return False
     return bool(piece) or started
-
-
-def _sample(
-    stream: int,
-    t_send: float,
-    token_times: list[float],
-    usage: dict[str, Any] | None,
-    timings: dict[str, Any] | None,
-    url: str,
-) -> RequestSample:
-    if not token_times:
-        raise InvalidMeasurement(
-            f"server at {url} streamed no tokens",
-            "check that the server streams (stream=true) and that the model name is right",
-        )
-    prompt_tokens = completion_tokens = 0
-    cached: int | None = None
-    from_usage = usage is not None
-    if usage is not None:
-        prompt_tokens = int(usage.get("prompt_tokens") or 0)
-        completion_tokens = int(usage.get("completion_tokens") or 0)
-        details = usage.get("prompt_tokens_details") or {}
-        if isinstance(details, dict) and details.get("cached_tokens") is not None:
-            cached = int(details["cached_tokens"])
-    if completion_tokens <= 0:
-        from_usage = False
-        completion_tokens = len(token_times)
-        warnings.warn(
-            ProbeWarning(f"server at {url} sent no usage; counting {len(token_times)} chunks as tokens"),
-            stacklevel=2,
-        )
-    if prompt_tokens <= 0 and timings:
-        prompt_tokens = int(timings.get("prompt_n") or 0)
-    return RequestSample(
-        stream=stream,
-        t_send=t_send,
-        t_first=token_times[0],
-        t_last=token_times[-1],
-        token_times=token_times,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        cached_tokens=cached,
-        tokens_from_usage=from_usage,
-        server_prefill_tps=_float(timings, "prompt_per_second"),
-        server_decode_tps=_float(timings, "predicted_per_second"),
-    )
 
 
 def _float(source: dict[str, Any] | None, key: str) -> float | None:

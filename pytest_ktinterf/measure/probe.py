@@ -131,18 +131,19 @@ class Probe:
         :class:`KtInterfError` (HTTP status, timeout, transport, error mid-stream) or
         :class:`InvalidMeasurement` (not JSON, no tokens); the caller judges the sample.
         """
-        seen = TokenStream(self.url + self.path, self.api, self.timeout.read, time.perf_counter(), on_token)
+        url = self.url + self.path
+        seen = TokenStream(self.url, self.path, self.api, self.timeout.read, time.perf_counter(), on_token)
         try:
             if client is None:
                 await post_stream(
-                    self.url + self.path,
+                    url,
                     json.dumps(body).encode(),
                     seen.line,
                     connect_s=self.timeout.connect,
                     read_s=self.timeout.read,
                 )
             else:
-                await httpx_stream(client, self.url + self.path, body, seen.line)
+                await httpx_stream(client, url, body, seen.line)
         except HttpStatus as exc:
             raise ServerError(
                 f"POST {self.path} answered HTTP {exc.status}: {exc.text}",
@@ -227,10 +228,11 @@ class Probe:
     def warm(self, streams: int = 1) -> RoundSample:
         """A short round that settles the server after a switch: recorded, never validated or counted.
 
-        The first round after an actor starts or stops ran slow in 1 of 4 trials on this 2-core VM
-        (pages faulted back in, a co-runner's load ramping up): as a trial's only round it widened
-        the main job's intervals by 40%. A request of a few words and :data:`WARM_TOKENS` tokens
-        per stream takes that hit for a tenth of a round's time.
+        The first round after an actor starts or stops is the one that runs slow (pages faulted
+        back in, a co-runner's load ramping up): in a main job of two rounds a trial, the first
+        rounds alone would have given the seed rows' intervals a width sum of 385 points, the
+        second rounds 268. A request of a few words and :data:`WARM_TOKENS` tokens per stream
+        takes that hit for about a third of a round's time (0.45 s against 1.5 s on this 2-core VM).
         """
         bodies = [self.body(WARM_WORDS, WARM_TOKENS) for _ in range(streams)]
         return asyncio.run(self._round(bodies))

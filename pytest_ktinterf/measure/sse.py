@@ -184,18 +184,22 @@ class _Response(asyncio.Protocol):
         elif self.length is not None:
             data = data[: self.length]
             self.length -= len(data)
-        ended = (self.chunks is not None and self.chunks.done) or self.length == 0
         if self.status != 200:
             self.text.append(data.decode("utf-8", "replace"))
-            if ended or sum(map(len, self.text)) >= ERROR_TEXT:
+            if self._ended or sum(map(len, self.text)) >= ERROR_TEXT:
                 self._finish(HttpStatus(self.status, "".join(self.text)[:ERROR_TEXT]))
             return
         for line in self.lines.feed(data):
             if self.on_line(self.now, line):
                 self._finish(None)
                 return
-        if ended:
+        if self._ended:
             self._closed(None)
+
+    @property
+    def _ended(self) -> bool:
+        """Whether the framing says the body is complete (a body to the close never says so)."""
+        return (self.chunks is not None and self.chunks.done) or self.length == 0
 
     def _closed(self, exc: Exception | None) -> None:
         """The response ended (its framing says so, or the connection closed)."""
@@ -205,8 +209,7 @@ class _Response(asyncio.Protocol):
             raise IncompleteResponse("the connection closed before the response's headers ended")
         if self.status != 200:
             raise HttpStatus(self.status, "".join(self.text)[:ERROR_TEXT])
-        ended = (self.chunks is not None and self.chunks.done) or self.length == 0
-        if not ended and (self.chunks is not None or self.length is not None):
+        if not self._ended and (self.chunks is not None or self.length is not None):
             raise IncompleteResponse("the server closed the connection mid-response")
         for line in self.lines.close():
             if self.on_line(self.now, line):
