@@ -238,10 +238,12 @@ class Testbed:
         expectations: Sequence[Check] = (),
         baseline_streams: int | None = None,
         candidate: bool = False,
+        max_tokens: int | None = None,
     ) -> Comparison:
         """Interleaved baseline/condition pairs (see ``measure.compare``), added to the report.
 
         ``candidate``: the condition arm measures the A/B candidate (:meth:`candidate`).
+        ``max_tokens``: both arms' output length for this comparison (None: the session's).
         """
         if trials is None and design is None:
             trials = self.options.trials
@@ -249,6 +251,7 @@ class Testbed:
             current, other = self._ab_arms()
         else:
             current, other = Arm(self.probe(), self.server().processes), None
+
         return self._recorded(
             lambda: compare(
                 current.probe,
@@ -264,6 +267,7 @@ class Testbed:
                 log_tail=self._log_tail(candidate),
                 candidate=other,
                 current=current,
+                max_tokens=max_tokens,
             )
         )
 

@@ -30,7 +30,7 @@ from pytest_ktinterf.server.base import ServerHandle
 from pytest_ktinterf.system.lock import measuring
 
 CORE = min(os.sched_getaffinity(0))
-KILL_AT = 2  # the condition trial of pair 2 (index 1): pair 1 is complete before it
+KILL_AT = 2  # the second actor: pair 3's condition trial (pairs 1 and 2 share the first actor)
 
 
 class KillingProbe:
@@ -81,11 +81,16 @@ def test_an_actor_killed_in_its_window_refuses_that_trial(
     assert entered[-1].name in info.value.line()
     partial = partial_comparison(info.value)
     assert partial is not None and partial.status == "aborted"
-    assert partial.pairs == KILL_AT - 1
-    assert [(t.arm, t.index) for t in partial.trials] == [("baseline", 0), ("condition", 0)]
-    assert [(t.arm, t.index) for t in partial.unpaired] == [("baseline", 1)]  # refused: no condition 1
+    assert partial.pairs == 2  # B C | C B complete before it
+    assert [(t.arm, t.index) for t in partial.trials] == [
+        ("baseline", 0),
+        ("condition", 0),
+        ("condition", 1),
+        ("baseline", 1),
+    ]
+    assert [(t.arm, t.index) for t in partial.unpaired] == [("baseline", 2)]  # refused: no condition 2
     record = partial.to_record()
-    assert [t["index"] for t in record["trials"] if t["arm"] == "condition"] == [0]
+    assert [t["index"] for t in record["trials"] if t["arm"] == "condition"] == [0, 1]
     assert record["verdicts"] == []
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in _procs(probe.killed))
     assert len(entered) == KILL_AT and not entered[-1].child.alive()  # type: ignore[union-attr]

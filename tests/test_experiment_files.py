@@ -36,6 +36,7 @@ from pytest_ktinterf.judge.expectations import DEFAULT_BOUNDS, METRICS, OUTCOMES
 from pytest_ktinterf.measure.compare import Comparison, Design, compare
 from pytest_ktinterf.measure.samples import RequestSample, RoundSample
 from pytest_ktinterf.options import Options
+from tests.scripted import trial_of_call
 
 SEED_REPORT = Path(__file__).resolve().parent.parent / "experiments" / "seed_report.toml"
 
@@ -103,6 +104,8 @@ def test_the_seed_report_loads():
                 assert (cell.bound, cell.at_most) == (DEFAULT_BOUNDS[cell.outcome], None), where
     concurrency = by_id["concurrency"]
     assert (concurrency.streams, concurrency.baseline_streams) == (4, 1)
+    # only the collapse row sets its own output length: a collapsed server decodes a few tokens a second
+    assert {c.id: c.max_tokens for c in experiment.conditions if c.max_tokens} == {"overflow_contained": 16}
     assert concurrency.metrics == ["ram", "prefill", "decode", "vram"]  # hard claims' first
 
 
@@ -361,6 +364,12 @@ MISTAKES = {
     ),
     "condition design not a table": (HEAD + CPU + "design = 8\n", "conditions.cpu.design", "a table"),
     "streams of zero": (HEAD + CPU + "streams = 0\n", "conditions.cpu.streams", "an integer >= 1"),
+    "max_tokens too few": (HEAD + CPU + "max_tokens = 2\n", "conditions.cpu.max_tokens", "an integer >= 4"),
+    "max_tokens not an integer": (
+        HEAD + CPU + 'max_tokens = "16"\n',
+        "conditions.cpu.max_tokens",
+        "an integer >= 4",
+    ),
     "workload streams not an integer": (
         HEAD + '[workload]\nstreams = "4"\n' + CPU,
         "workload.streams",
@@ -549,9 +558,9 @@ class ScriptedProbe:
 
     def measure(self, streams: int = 1) -> RoundSample:
         self.calls += 1
-        pair, condition = divmod(self.calls - 2, 2)  # call 1 is the warm-up
-        ttft = 0.5 * (2.0 + 0.01 * (pair % 3) if condition and self.calls > 1 else 1.0)
-        decode_s = 0.5 / ((0.80, 0.95)[pair % 2] if condition and self.calls > 1 else 1.0)
+        pair, condition = trial_of_call(self.calls)
+        ttft = 0.5 * (2.0 + 0.01 * (pair % 3) if condition else 1.0)
+        decode_s = 0.5 / ((0.80, 0.95)[pair % 2] if condition else 1.0)
         request = RequestSample(0, 0.0, ttft, ttft + decode_s, [ttft, ttft + decode_s], 128, 2)
         now = time.perf_counter()
         return RoundSample(1, [request], now, now)

@@ -17,6 +17,7 @@ import pytest
 from pytest_ktinterf.judge.expectations import parse
 from pytest_ktinterf.measure.compare import Design, compare, time_left
 from pytest_ktinterf.measure.samples import RequestSample, RoundSample
+from tests.scripted import trial_of_call
 
 CHILD = """
 from pytest_ktinterf.progress import say_to
@@ -64,7 +65,7 @@ class HalvingProbe:
 
     def measure(self, streams: int = 1) -> RoundSample:
         self.calls += 1
-        condition = self.calls % 2 == 1 and self.calls > 1
+        _, condition = trial_of_call(self.calls)
         wobble = 0.01 * (self.calls % 5)
         return _round(0.5 + (1.0 if condition else 0.5) * (1 + wobble))
 

@@ -34,6 +34,7 @@ from pytest_ktinterf.server.base import ServerHandle
 from pytest_ktinterf.system.assets import cache_dir
 from pytest_ktinterf.system.processes import spawn, terminate
 from pytest_ktinterf.system.reap import reap_leftovers
+from tests.scripted import trial_of_call
 
 ROOT = Path(__file__).resolve().parent.parent
 # Resolved now: pytester points HOME at a temporary directory for the sessions it starts.
@@ -50,7 +51,7 @@ def fake_round(streams: int, decode_s: float = 0.8) -> RoundSample:
 class ScriptedProbe:
     """Answers ``measure`` with fake rounds; raises ``error`` at call number ``fail_at`` (1-based).
 
-    Call 1 is the warm-up, then each pair is baseline (even) and condition (odd).
+    Call 1 is the warm-up, then the trials in their counterbalanced order (``tests/scripted.py``).
     """
 
     def __init__(self, fail_at: int | None = None, error: BaseException | None = None) -> None:
@@ -63,7 +64,7 @@ class ScriptedProbe:
         if self.calls == self.fail_at:
             assert self.error is not None
             raise self.error
-        condition = self.calls % 2 == 1 and self.calls > 1
+        _, condition = trial_of_call(self.calls)
         return fake_round(streams, 0.9 if condition else 0.8)
 
     def warm(self, streams: int = 1) -> RoundSample:
@@ -94,11 +95,11 @@ def test_an_error_at_pair_3_keeps_pairs_1_and_2_and_reraises_the_same_error() ->
     assert partial is not None and partial is info.value.comparison
     assert partial.status == "aborted" and partial.aborted
     assert partial.pairs == 2
-    assert [(t.arm, t.index) for t in partial.trials] == [
+    assert [(t.arm, t.index) for t in partial.trials] == [  # in the order measured
         ("baseline", 0),
         ("condition", 0),
-        ("baseline", 1),
         ("condition", 1),
+        ("baseline", 1),
     ]
     assert [(t.arm, t.index) for t in partial.unpaired] == [("baseline", 2)]
     assert partial.reason == error.line()
@@ -149,7 +150,7 @@ def test_an_actor_refusal_is_recorded_but_gets_no_server_tail_as_detail() -> Non
     @contextlib.contextmanager
     def condition() -> Any:
         calls.append(1)
-        if len(calls) == 2:
+        if len(calls) == 2:  # the second actor: for pair 3 (pairs 1 and 2 share the first)
             raise refusal
         yield None
 
@@ -157,7 +158,8 @@ def test_an_actor_refusal_is_recorded_but_gets_no_server_tail_as_detail() -> Non
         compare(ScriptedProbe(), condition, label="refused", trials=6, log_tail=lambda: TAIL)  # type: ignore[arg-type]
     assert info.value is refusal and refusal.detail == ""  # not the server's fault
     partial = partial_comparison(refusal)
-    assert partial is not None and partial.pairs == 1 and partial.reason == refusal.line()
+    assert partial is not None and partial.pairs == 2 and partial.reason == refusal.line()
+    assert [(t.arm, t.index) for t in partial.unpaired] == [("baseline", 2)]
     assert partial.log_tail == TAIL  # recorded all the same: it may still explain something
 
 
@@ -336,7 +338,7 @@ def test_server_dies_at_pair_3(kt_compare, kt_server):
 
     def condition():
         calls.append(1)
-        if len(calls) == 3:  # the condition trial of pair 3: its baseline trial is measured
+        if len(calls) == 2:  # pair 3's condition trial (pairs 1 and 2 share the first actor)
             os.kill(kt_server.processes()[0].pid, signal.SIGKILL)
             kt_server.child.popen.wait(timeout=30)
         return contextlib.nullcontext()
@@ -400,11 +402,11 @@ def test_server_killed_at_pair_3_keeps_pairs_1_and_2_in_the_record(
     assert comparison["status"] == "aborted"
     assert comparison["label"] == "server killed at pair 3"
     assert comparison["pairs"] == 2
-    assert [(t["arm"], t["index"]) for t in comparison["trials"]] == [
+    assert [(t["arm"], t["index"]) for t in comparison["trials"]] == [  # B C | C B, as measured
         ("baseline", 0),
         ("condition", 0),
-        ("baseline", 1),
         ("condition", 1),
+        ("baseline", 1),
     ]
     assert all(t["decode_aggregate_tps"] > 0 for t in comparison["trials"])
     assert [(t["arm"], t["index"]) for t in comparison["unpaired_trials"]] == [("baseline", 2)]

@@ -93,6 +93,12 @@ def _effect(comparison: dict[str, Any], metric: str) -> dict[str, Any] | None:
     }
 
 
+def figure_key(experiment: str | None, condition: str, max_tokens: int | None = None) -> str:
+    """A condition's name in a baseline, ``<experiment>::<id>``; ``[16 tokens]`` after it when the
+    condition sets its own output length, so that figures of another length are never compared."""
+    return f"{experiment or 'code'}::{condition}" + (f"[{max_tokens} tokens]" if max_tokens else "")
+
+
 def effects_of(record: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
     """``{"<experiment>::<id>": {metric: effect}}`` for every complete comparison with an id."""
     found: dict[str, dict[str, dict[str, Any]]] = {}
@@ -100,7 +106,7 @@ def effects_of(record: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
         status = comparison.get("status") or "complete"  # older records: only complete ones were kept
         if str(status).lower() != "complete" or not comparison.get("id"):
             continue
-        key = f"{comparison.get('experiment') or 'code'}::{comparison['id']}"
+        key = figure_key(comparison.get("experiment"), comparison["id"], comparison.get("max_tokens"))
         metrics = {m: e for m in EFFECT_METRICS if (e := _effect(comparison, m)) is not None}
         if metrics:
             found[key] = metrics

@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from pytest_ktinterf.actors.registry import ACTORS, CORES, build, check_params, refusal
+from pytest_ktinterf.baseline.store import figure_key
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.experiment.schema import ConditionSpec
 from pytest_ktinterf.judge.expectations import ExpectationError, parse
@@ -110,7 +111,7 @@ def run(testbed: Testbed, spec: ConditionSpec, *, metrics: set[str] | None = Non
         missing = testbed.gate.require()
         if missing:
             testbed.say(f"{spec.id}: {missing}")
-        figure = f"{experiment or 'code'}::{spec.id}"
+        figure = figure_key(experiment, spec.id, spec.max_tokens)
         expectations += testbed.gate.condition_checks(figure, metrics or spec.metrics, spec.gate)
     try:
         comparison = testbed.compare(
@@ -120,6 +121,7 @@ def run(testbed: Testbed, spec: ConditionSpec, *, metrics: set[str] | None = Non
             baseline_streams=spec.baseline_streams,
             design=design,
             expectations=expectations,
+            max_tokens=spec.max_tokens,
         )
     except BaseException as exc:  # an aborted comparison is recorded under its condition's name too
         partial = partial_comparison(exc)

@@ -8,7 +8,7 @@ pytest item per metric it speaks of (``seed_report.toml::cpu_spare[prefill]``)::
     describes = { cpu_model = "Xeon(R) Platinum 8461V", gpu = "RTX 3090" }   # optional
 
     [workload]                    # optional; prompt and output length are the session's
-    streams = 1                   # (--kt-prompt-tokens, --kt-max-tokens)
+    streams = 1                   # (--kt-prompt-tokens, --kt-max-tokens; or a condition's max_tokens)
 
     [design]                      # optional: interleaved pairs, sequential; the looks
     min_pairs = 8                 # (8, 11, 14) share the 95% (measure/design.py)
@@ -96,6 +96,7 @@ class ConditionSpec:
     reference: dict[str, str]
     streams: int | None = None
     baseline_streams: int | None = None
+    max_tokens: int | None = None  # the condition's own output length, both arms (None: the session's)
     design: Design = field(default_factory=Design)
     report: dict[str, Expectation] = field(default_factory=dict)
     gate: dict[str, float] = field(default_factory=dict)
@@ -244,7 +245,7 @@ def _gate(path: Path, key: str, table: Any) -> dict[str, float]:
 
 CONDITION_KEYS = {
     "label", "actor", "params", "expect", "report", "report_effect", "gate", "streams", "baseline_streams",
-    "design",
+    "design", "max_tokens",
 }  # fmt: skip
 
 
@@ -326,6 +327,7 @@ def _condition(
         reference={m: e.outcome for m, e in report.items()},
         streams=streams,
         baseline_streams=baseline,
+        max_tokens=_int(path, f"{key}.max_tokens", data["max_tokens"], 4) if "max_tokens" in data else None,
         design=_design(path, f"{key}.design", design_table, design),
         report=report,
         gate=gate,

@@ -1,8 +1,12 @@
-"""The trial design: baseline and condition measured alternately (A B A B ...), then compared.
+"""The trial design: baseline and condition measured in counterbalanced pairs (B C | C B | B C ...),
+then compared.
 
 Interleaving spreads slow drift (thermal state, page cache, background jobs) over both arms
 instead of letting it masquerade as an effect, and each pair (baseline i, condition i) is
-compared as a pair. Each condition trial runs inside the actor's established-pressure window,
+compared as a pair. Alternating each pair's order cancels a linear drift over every two pairs,
+and puts two condition trials side by side so that one actor serves both
+(``measure/pressure.py``): half the actor starts, the dearest part of a pair for actors that
+hold memory. Each condition trial runs inside the actor's established-pressure window,
 and the actor must still be at full strength when the trial ends; otherwise the trial is
 refused rather than silently diluting the result.
 
@@ -25,7 +29,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pytest_ktinterf.actors.base import Actor
 from pytest_ktinterf.errors import KtInterfError, ServerError
 from pytest_ktinterf.judge.verdict import Check, decided
 from pytest_ktinterf.measure.comparison import (
@@ -41,6 +44,7 @@ from pytest_ktinterf.measure.comparison import (
 )
 from pytest_ktinterf.measure.design import Design, look_level
 from pytest_ktinterf.measure.monitor import ProcessSource, ResourceMonitor
+from pytest_ktinterf.measure.pressure import Condition, Pressure
 from pytest_ktinterf.measure.probe import Probe
 from pytest_ktinterf.measure.samples import RoundSample
 
@@ -59,8 +63,6 @@ __all__ = [
     "error_line",
     "partial_comparison",
 ]
-
-Condition = Callable[[], contextlib.AbstractContextManager[Actor | None]]
 
 
 def carry_partial(exc: BaseException, result: Comparison, log_tail: Callable[[], str] | None) -> None:
@@ -120,11 +122,14 @@ class Arm:
 
 
 def _trial_rounds(
-    result: Comparison, arm: Arm, streams: int, rounds: int, phase: str
-) -> tuple[RoundSample, list[RoundSample]]:
-    """A trial's settling round (``Probe.warm``, timed as warm-up), then its counted rounds (``phase``)."""
-    with result.timed("warm_up"):
-        settling = arm.probe.warm(streams)
+    result: Comparison, arm: Arm, streams: int, rounds: int, phase: str, settle: bool = True
+) -> tuple[RoundSample | None, list[RoundSample]]:
+    """A trial's settling round (``Probe.warm``, timed as warm-up) when ``settle``, then its counted
+    rounds (``phase``)."""
+    settling = None
+    if settle:
+        with result.timed("warm_up"):
+            settling = arm.probe.warm(streams)
     with result.timed(phase):
         return settling, _rounds(arm.probe, streams, arm.processes, rounds)
 
@@ -132,31 +137,39 @@ def _trial_rounds(
 def measure_pair(
     result: Comparison,
     baseline: Arm,
-    condition: Condition,
+    pressure: Pressure,
     other: Arm,
     index: int,
     rounds: int,
     names: tuple[str, str] = ARMS,
+    counterbalanced: bool = False,
 ) -> None:
     """One pair of trials, recorded under ``names`` (the arms' names in ``result.trials``).
 
-    Servers taking turns begin with the one resident (see ``Turns``).
+    ``counterbalanced``: pairs alternate their order (B C, then C B, ...), so the condition
+    trials of pairs 2k and 2k+1 are adjacent and share one actor (``measure/pressure.py``), and
+    the baseline trials of pairs 2k+1 and 2k+2 are adjacent too. A trial right after one of its
+    own arm needs no settling round: nothing changed on the machine between them. Otherwise each
+    pair is B C with an actor of its own, and servers taking turns begin with the one resident
+    (see ``Turns``).
     """
+    condition_first = counterbalanced and index % 2 == 1
 
     def baseline_trial() -> None:
         streams = result.baseline_streams or result.streams
         with result.timed("server_switch"):
             baseline.take_turn(result, streams, index)
-        settling, (first, *more) = _trial_rounds(result, baseline, streams, rounds, "baseline")
+        settle = not counterbalanced or index == 0 or condition_first
+        settling, (first, *more) = _trial_rounds(result, baseline, streams, rounds, "baseline", settle)
         result.trials.append(Trial(names[0], index, first, more=more, settling=settling))
 
     def condition_trial() -> None:
         with result.timed("server_switch"):
             other.take_turn(result, result.streams, index)
-        starting = time.monotonic()
-        with condition() as actor:
-            result.add_time("actor_start", time.monotonic() - starting)  # until its pressure is proven
-            settling, samples = _trial_rounds(result, other, result.streams, rounds, "condition")
+        actor = pressure.start()
+        try:
+            settle = not condition_first  # a kept actor: the previous trial was this arm's too
+            settling, samples = _trial_rounds(result, other, result.streams, rounds, "condition", settle)
             if actor is not None:
                 actor.check()
                 if not actor.window.covers(samples[0].t_start, samples[-1].t_end):
@@ -164,16 +177,20 @@ def measure_pair(
                         f"{result.label}: trial {index} ran outside the actor's pressure window",
                         "this is a plugin bug; the actor must be started before measuring",
                     )
-            stopping = time.monotonic()
-        result.add_time("actor_stop", time.monotonic() - stopping)  # with its settling
-        # Taken after stop: evidence is frozen then, with what only a stopped actor can report.
-        evidence = actor.evidence() if actor is not None else None
-        result.trials.append(
-            Trial(names[1], index, samples[0], evidence, more=samples[1:], settling=settling)
-        )
+        except BaseException:
+            pressure.stop()  # nothing left running; trials it served still get its evidence
+            raise
+        trial = Trial(names[1], index, samples[0], more=samples[1:], settling=settling)
+        result.trials.append(trial)
+        pressure.served(trial)
+        if not counterbalanced or condition_first:
+            pressure.stop()  # the next trial is a baseline (or another pair's own actor)
 
     swapped = other.turns is not None and other.resident() and not baseline.resident()
-    for trial in (condition_trial, baseline_trial) if swapped else (baseline_trial, condition_trial):
+    order = (
+        (condition_trial, baseline_trial) if condition_first or swapped else (baseline_trial, condition_trial)
+    )
+    for trial in order:
         trial()
 
 
@@ -192,6 +209,7 @@ def compare(
     log_tail: Callable[[], str] | None = None,
     candidate: Arm | None = None,
     current: Arm | None = None,
+    max_tokens: int | None = None,
 ) -> Comparison:
     """Interleaved baseline/condition pairs after one warm-up round, judged sequentially.
 
@@ -202,6 +220,7 @@ def compare(
     ``experiment/candidate.py``); by default both arms measure ``probe``'s server. ``current``
     replaces ``probe``/``processes`` as the baseline arm when its server takes turns with the
     candidate's (``server/alternating.py``): each pair then begins with the resident server.
+    ``max_tokens``: both arms' output length here (``Probe.generating``; None: the probes' own).
 
     An error part-way re-raises as it came, carrying the comparison marked aborted with its
     finished pairs (:func:`partial_comparison`); ``log_tail`` (the server's, e.g.
@@ -210,19 +229,29 @@ def compare(
     result = Comparison(
         label=label, streams=streams, baseline_streams=baseline_streams, expectations=list(expectations)
     )
+    result.max_tokens = max_tokens
     baseline = current or Arm(probe, processes)
     other = candidate or baseline
     rounds = (design or Design()).rounds
+    pressure = Pressure(result, condition)
+    counterbalanced = baseline.turns is None and other.turns is None
     try:
-        with result.timed("warm_up"):
-            warm_up([baseline, other], streams)
-        run_design(
-            result,
-            lambda index: measure_pair(result, baseline, condition, other, index, rounds),
-            trials,
-            design,
-            progress,
-        )
+        with contextlib.ExitStack() as stack:
+            if max_tokens is not None:
+                for arm in {id(a): a for a in (baseline, other)}.values():
+                    stack.enter_context(arm.probe.generating(max_tokens))
+            stack.callback(pressure.stop)  # a design may stop between two trials sharing an actor
+            with result.timed("warm_up"):
+                warm_up([baseline, other], streams)
+            run_design(
+                result,
+                lambda index: measure_pair(
+                    result, baseline, pressure, other, index, rounds, counterbalanced=counterbalanced
+                ),
+                trials,
+                design,
+                progress,
+            )
     except (Exception, KeyboardInterrupt) as exc:
         carry_partial(exc, result, log_tail)
         raise

@@ -70,6 +70,7 @@ class Comparison:
     server_starts: list[dict[str, Any]] = field(default_factory=list)  # switches of servers taking turns
     confidence: float = 0.95  # each look's level: the design's share of the 95% (measure/design.py)
     time_split: dict[str, float] = field(default_factory=dict)  # seconds per phase (PHASES)
+    max_tokens: int | None = None  # the condition's own output length (None: the session's workload)
 
     @contextlib.contextmanager
     def timed(self, phase: str) -> Iterator[None]:
@@ -198,6 +199,7 @@ class Comparison:
             "experiment": self.experiment,
             "streams": self.streams,
             "baseline_streams": self.baseline_streams or self.streams,
+            **({"max_tokens": self.max_tokens} if self.max_tokens is not None else {}),
             "pairs": self.pairs,
             "status": self.status,
             **aborted,

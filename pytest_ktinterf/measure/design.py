@@ -66,11 +66,12 @@ class Design:
 
     The first look must be able to bound an interval at the per-look level (``confidence``):
     6 pairs for one look at 95%, 7 for three looks at 98.3%. Each trial is the median of
-    ``rounds`` back-to-back rounds, after a short settling round that is recorded and never
-    counted (``Probe.warm``): the first round after an actor starts or stops is the one that
-    runs slow (measurement note 7's +-20%). The seed file counts one round a trial: two runs
-    of its rows gave width sums of 263 and 359 points against 265 for one run of two rounds,
-    in two thirds of the time (``tests/benchmarks/bench_widths.py``, README "Settling rounds").
+    ``rounds`` back-to-back rounds; a trial that follows the other arm's begins with a short
+    settling round, recorded and never counted (``Probe.warm``): the first round after an actor
+    starts or stops is the one that runs slow (measurement note 7's +-20%). The seed file counts
+    one round a trial, for time: four of its main-job runs gave width sums of 263-440 points
+    (mean 351) against 265 for one run of two rounds, about the sqrt(2) of halving the rounds
+    (``tests/benchmarks/bench_widths.py``, README "Settling rounds").
     """
 
     min_pairs: int = 8

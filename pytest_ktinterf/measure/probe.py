@@ -18,11 +18,12 @@ Validity rules (each one learned the hard way, see the measurement notes):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import statistics
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -84,6 +85,21 @@ class Probe:
         self.timeout = httpx.Timeout(request_timeout_s, connect=5.0)
         self.extra_body = extra_body or {}
         self.filler_words: int | None = None
+
+    @contextlib.contextmanager
+    def generating(self, max_tokens: int | None) -> Iterator[None]:
+        """Requests generate ``max_tokens`` each inside the block (None: the session's), then as before.
+
+        A condition's own output length (``max_tokens`` in an experiment file): a server that
+        collapses decodes 64 tokens in 18 s here and in minutes on a KT box, while a few tokens
+        show the collapse as surely. The same probe object, so servers taking turns keep theirs.
+        """
+        before = self.max_tokens
+        self.max_tokens = before if max_tokens is None else max_tokens
+        try:
+            yield
+        finally:
+            self.max_tokens = before
 
     # -- request construction ------------------------------------------------------------
 

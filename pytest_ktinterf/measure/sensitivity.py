@@ -22,6 +22,7 @@ from pytest_ktinterf.judge.verdict import Check
 from pytest_ktinterf.measure.compare import Arm, Condition, carry_partial, measure_pair, run_design, warm_up
 from pytest_ktinterf.measure.comparison import ARMS, Comparison
 from pytest_ktinterf.measure.design import Design
+from pytest_ktinterf.measure.pressure import Pressure
 
 SERVERS = ("current", "candidate")  # whose effect: the comparison's "baseline" and "condition" values
 
@@ -106,7 +107,8 @@ def compare_effects(
         order = SERVERS[::-1] if candidate.turns is not None and candidate.resident() else SERVERS
         for server in order:
             arm = arms[server]
-            measure_pair(result, arm, own_condition[server], arm, index, design.rounds, _arm_names(server))
+            pressure = Pressure(result, own_condition[server])  # an actor per trial: servers take turns
+            measure_pair(result, arm, pressure, arm, index, design.rounds, _arm_names(server))
 
     try:
         with result.timed("warm_up"):

@@ -83,9 +83,12 @@ def summation(per_stream: list[float], aggregate: float) -> str:
 
 
 def streams_cell(comparison: dict[str, Any]) -> str:
-    """``4``, or ``4 vs 1`` when the baseline arm ran at another concurrency."""
+    """``4``, or ``4 vs 1`` when the baseline arm ran at another concurrency; ``1, 16 tokens out``
+    when the condition set its own output length (both arms)."""
     streams, baseline = comparison.get("streams", "?"), comparison.get("baseline_streams")
-    return f"{streams}" if baseline in (None, streams) else f"{streams} vs {baseline}"
+    cell = f"{streams}" if baseline in (None, streams) else f"{streams} vs {baseline}"
+    tokens = comparison.get("max_tokens")
+    return cell if tokens is None else f"{cell}, {tokens} tokens out"
 
 
 def _switches(record: dict[str, Any]) -> str:
