@@ -149,6 +149,7 @@ class Testbed:
             model=self.options.model_name or _model_name(server.url),
             prompt_tokens=self.options.prompt_tokens,
             max_tokens=self.options.max_tokens,
+            avoid_cores=server.cpus() or (),
         )
         with measuring(), self._server_evidence(server):
             probe.calibrate()

@@ -51,6 +51,18 @@ def test_progress_reaches_the_terminal_while_output_is_captured(
         assert lines == [], "-q -q asks for quiet"
 
 
+def test_progress_from_xdist_workers_reaches_the_terminal(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_child=CHILD)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2")
+    assert result.ret == 0, result.stdout.str()
+    said = [line for line in result.errlines if "ktinterf: cpu_server: pair" in line]
+    assert [re.sub(r"^\[gw[01]\] ", "", line) for line in said] == [
+        "ktinterf: cpu_server: pair 1/8: decode -50%",
+        "ktinterf: cpu_server: pair 2/8: decode -49%",
+    ], (result.errlines, result.outlines)  # each once, named by its worker
+    assert "captured-marker" not in result.stdout.str() + result.stderr.str()
+
+
 def _round(decode_s: float) -> RoundSample:
     request = RequestSample(0, 0.0, 0.5, decode_s, [0.5, decode_s], 128, 2)
     now = time.perf_counter()

@@ -227,9 +227,12 @@ def compare(
     ``ServerHandle.error_detail``) is read then, recorded, and attached to server errors.
     """
     result = Comparison(
-        label=label, streams=streams, baseline_streams=baseline_streams, expectations=list(expectations)
+        label=label,
+        streams=streams,
+        baseline_streams=baseline_streams,
+        expectations=list(expectations),
+        max_tokens=max_tokens,
     )
-    result.max_tokens = max_tokens
     baseline = current or Arm(probe, processes)
     other = candidate or baseline
     rounds = (design or Design()).rounds

@@ -23,7 +23,7 @@ import json
 import statistics
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 import httpx
@@ -33,6 +33,7 @@ from pytest_ktinterf.measure.events import ProbeWarning as ProbeWarning
 from pytest_ktinterf.measure.events import TokenStream
 from pytest_ktinterf.measure.samples import RequestSample, RoundSample
 from pytest_ktinterf.measure.sse import HttpStatus, IncompleteResponse, httpx_stream, post_stream
+from pytest_ktinterf.system.cpus import off_cores
 
 _FILLER = (
     "the", "river", "runs", "past", "old", "stone", "mills", "while", "lanterns", "glow", "over",
@@ -76,6 +77,7 @@ class Probe:
         max_tokens: int = 64,
         request_timeout_s: float = 300.0,
         extra_body: dict[str, Any] | None = None,
+        avoid_cores: Collection[int] = (),
     ) -> None:
         self.url = url.rstrip("/")
         self.api = api
@@ -85,6 +87,7 @@ class Probe:
         self.timeout = httpx.Timeout(request_timeout_s, connect=5.0)
         self.extra_body = extra_body or {}
         self.filler_words: int | None = None
+        self.avoid_cores = frozenset(avoid_cores)  # the server's: rounds run off them (``off_cores``)
 
     @contextlib.contextmanager
     def generating(self, max_tokens: int | None) -> Iterator[None]:
@@ -235,7 +238,7 @@ class Probe:
         assert self.filler_words is not None
         bodies = [self.body(self.filler_words, self.max_tokens) for _ in range(streams)]
         cpu = time.thread_time()
-        sample = asyncio.run(self._round(bodies))
+        sample = self._run(bodies)
         sample.probe_cpu_s = time.thread_time() - cpu
         for request in sample.requests:
             self._validate(request)
@@ -251,7 +254,12 @@ class Probe:
         takes that hit for about a third of a round's time (0.45 s against 1.5 s on this 2-core VM).
         """
         bodies = [self.body(WARM_WORDS, WARM_TOKENS) for _ in range(streams)]
-        return asyncio.run(self._round(bodies))
+        return self._run(bodies)
+
+    def _run(self, bodies: list[dict[str, Any]]) -> RoundSample:
+        """One round, on cores other than the server's when there are any (``avoid_cores``)."""
+        with off_cores(self.avoid_cores):
+            return asyncio.run(self._round(bodies))
 
     def _validate(self, request: RequestSample) -> None:
         allowed = cache_allowance(request.prompt_tokens)

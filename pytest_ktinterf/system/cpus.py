@@ -5,7 +5,9 @@ Here, not in ``options.py``, because actors, the docker backend and the report u
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Collection, Iterator
 
 from pytest_ktinterf.errors import KtInterfError
 
@@ -61,3 +63,25 @@ def format_cpu_list(cores: list[int]) -> str:
             runs.append(str(first) if first == core else f"{first}-{core}")
             start = i + 1
     return ",".join(runs)
+
+
+@contextlib.contextmanager
+def off_cores(cores: Collection[int]) -> Iterator[frozenset[int]]:
+    """Run the calling thread off ``cores`` inside the block when it may run elsewhere; yields where.
+
+    The probe's work (stamping each token as it arrives) must not take time from the server it
+    measures: a probe scheduled onto the server's core delays both. Linux applies
+    ``sched_setaffinity(0)`` to the calling thread only, so the rest of the process (and the
+    actors it starts outside the block) keep their cores. When every allowed core is the
+    server's, nothing changes: a probe has to run somewhere.
+    """
+    before = frozenset(os.sched_getaffinity(0))
+    allowed = before - frozenset(cores)
+    if not allowed or allowed == before:
+        yield before
+        return
+    os.sched_setaffinity(0, allowed)
+    try:
+        yield allowed
+    finally:
+        os.sched_setaffinity(0, before)
