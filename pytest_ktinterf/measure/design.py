@@ -69,9 +69,9 @@ class Design:
     ``rounds`` back-to-back rounds; a trial that follows the other arm's begins with a short
     settling round, recorded and never counted (``Probe.warm``): the first round after an actor
     starts or stops is the one that runs slow (measurement note 7's +-20%). The seed file counts
-    one round a trial, for time: five of its main-job runs gave width sums of 263-440 points
-    (mean 361) against 265 for one run of two rounds, about the sqrt(2) of halving the rounds
-    (``tests/benchmarks/bench_widths.py``, README "Settling rounds").
+    two rounds a trial: five of its main-job runs at one round gave width sums of 263-440 points
+    (mean 361), two runs at two rounds 265 and 212 (``tests/benchmarks/bench_widths.py``, README
+    "Settling rounds").
     """
 
     min_pairs: int = 8
