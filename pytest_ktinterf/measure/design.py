@@ -70,8 +70,8 @@ class Design:
     settling round, recorded and never counted (``Probe.warm``): the first round after an actor
     starts or stops is the one that runs slow (measurement note 7's +-20%). The seed file counts
     two rounds a trial: five of its main-job runs at one round gave width sums of 263-440 points
-    (mean 361), two runs at two rounds 265 and 212 (``tests/benchmarks/bench_widths.py``, README
-    "Settling rounds").
+    (mean 361), three runs at two rounds 265, 212 and 66 (``tests/benchmarks/bench_widths.py``,
+    README "Settling rounds").
     """
 
     min_pairs: int = 8
