@@ -252,7 +252,6 @@ class Testbed:
             current, other = self._ab_arms()
         else:
             current, other = Arm(self.probe(), self.server().processes), None
-
         return self._recorded(
             lambda: compare(
                 current.probe,

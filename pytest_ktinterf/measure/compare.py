@@ -122,7 +122,7 @@ class Arm:
 
 
 def _trial_rounds(
-    result: Comparison, arm: Arm, streams: int, rounds: int, phase: str, settle: bool = True
+    result: Comparison, arm: Arm, streams: int, rounds: int, phase: str, settle: bool
 ) -> tuple[RoundSample | None, list[RoundSample]]:
     """A trial's settling round (``Probe.warm``, timed as warm-up) when ``settle``, then its counted
     rounds (``phase``)."""

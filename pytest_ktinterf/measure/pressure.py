@@ -34,10 +34,6 @@ class Pressure:
         self._stack: contextlib.ExitStack | None = None
         self._served: list[Trial] = []
 
-    @property
-    def running(self) -> bool:
-        return self._stack is not None
-
     def start(self) -> Actor | None:
         """The running actor, started first (timed as ``actor_start``: until its pressure is proven)."""
         if self._stack is None:
