@@ -18,6 +18,7 @@ from pytest_ktinterf.baseline.settings import BaselineSettings
 from pytest_ktinterf.baseline.thresholds import parse_thresholds
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.option_values import choice, gib, integer, parse_url, yes_no
+from pytest_ktinterf.server.discover import is_this_host, url_port
 from pytest_ktinterf.system.cpu_quota import parse_fraction
 from pytest_ktinterf.system.cpus import parse_cpu_list
 from pytest_ktinterf.system.docker_engine import engine_is_local
@@ -60,6 +61,11 @@ _OPTIONS: tuple[_Opt, ...] = (
     ),
     _Opt("url", "base URL of an already running OpenAI-compatible server (external backend)"),
     _Opt(
+        "server-log",
+        "log file of the --kt-url server (its stdout/stderr redirected), read for KT's own "
+        "'Performance(T/s)' figures (default: a container's log stream when the server runs in one)",
+    ),
+    _Opt(
         "server-cmd",
         "command line that starts the server (process backend); '{port}' is replaced by a "
         "free port and the server is then expected at http://127.0.0.1:{port}",
@@ -97,7 +103,8 @@ _OPTIONS: tuple[_Opt, ...] = (
     _Opt("model", "GGUF model for the embedded backend", env="KTINTERF_MODEL"),
     _Opt(
         "server-cpus",
-        "cores the started server is pinned to, e.g. '1' or '0-3,8' (default: the last core)",
+        "cores the started server is pinned to, e.g. '1' or '0-3,8' (default: the last core); "
+        "with --kt-url, the cores the server runs on where its process cannot be seen (another host)",
     ),
     _Opt("server-threads", "inference threads of the embedded server (default: one per pinned core)"),
     _Opt("server-cpu-quota", "share 0 < f <= 1 of its pinned cores' time a started server may use"),
@@ -180,6 +187,7 @@ class Options:
 
     backend: str = "embedded"
     url: str | None = None
+    server_log: str | None = None  # the external server's log file (--kt-server-log)
     server_cmd: str | None = None
     server_port: int | None = None
     llama_server: str | None = None
@@ -277,7 +285,9 @@ def from_config(config: pytest.Config) -> Options:
     if api not in ("chat", "completions"):
         raise KtInterfError(f"--kt-api={api!r} is unknown", "use chat or completions")
     cpus_text = raw["server-cpus"]
-    remote_engine = backend == "docker" and not engine_is_local()  # its cores are not ours to check
+    remote_engine = (backend == "docker" and not engine_is_local()) or (  # its cores are not ours to check
+        backend == "external" and url is not None and not is_this_host(url_port(url)[0])
+    )
     cpus = (
         parse_cpu_list(cpus_text, check_available=not remote_engine)
         if cpus_text
@@ -309,6 +319,7 @@ def from_config(config: pytest.Config) -> Options:
     return Options(
         backend=backend,
         url=url,
+        server_log=raw["server-log"],
         server_cmd=raw["server-cmd"],
         server_port=integer("server-port", raw["server-port"], maximum=65535),
         llama_server=raw["llama-server"],

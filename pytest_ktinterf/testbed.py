@@ -34,6 +34,7 @@ from pytest_ktinterf.measure.compare import (
 from pytest_ktinterf.measure.probe import Probe
 from pytest_ktinterf.measure.samples import RoundSample
 from pytest_ktinterf.measure.sensitivity import EffectComparison, compare_effects
+from pytest_ktinterf.measure.server_view import ServerView
 from pytest_ktinterf.options import Options
 from pytest_ktinterf.progress import Say
 from pytest_ktinterf.report.record import Report
@@ -110,7 +111,7 @@ class Testbed:
         self.report.server = {
             **_server_record(handle),
             "cpus": format_cpu_list(cpus) if cpus else None,
-            **{k: v for k, v in handle.meta.items() if k in ("threads", "parallel", "model")},
+            **{k: v for k, v in handle.meta.items() if k in ("threads", "parallel", "model", "scheduling")},
         }
 
     def _alternating(self) -> Alternating | None:
@@ -151,6 +152,7 @@ class Testbed:
             max_tokens=self.options.max_tokens,
             avoid_cores=server.cpus() or (),
         )
+        probe.server_view = ServerView.find(server.url, server.log_path())
         with measuring(), self._server_evidence(server):
             probe.calibrate()
         return probe
@@ -169,6 +171,8 @@ class Testbed:
         return self._probe
 
     def _record_workload(self, probe: Probe) -> None:
+        if probe.server_view is not None and self.report.server:
+            self.report.server.setdefault("own_figures", probe.server_view.describe())
         if not self.report.workload:
             self.report.workload = {
                 "api": self.options.api,

@@ -37,8 +37,10 @@ def core_set(which: str, server_cpus: list[int] | None, available: list[int] | N
         raise KtInterfError(f"core set {which!r} is unknown", "use 'server', 'spare' or a core list")
     if not server_cpus:
         raise KtInterfError(
-            f"the server's cores are unknown, so its '{which}' cores are too",
-            "let the plugin start the server (--kt-server-cmd or embedded) pinned with --kt-server-cpus",
+            f"the server's cores are unknown, so its '{which}' cores are too (its process was not "
+            "found from its port: another host, or not root)",
+            "give --kt-server-cpus LIST (the cores it is pinned to), or run pytest as root on the "
+            "server's host so its port's owner can be seen, or let the plugin start it (--kt-server-cmd)",
         )
     if which == "server":
         return sorted(server_cpus)

@@ -22,6 +22,7 @@ from pytest_ktinterf.baseline.store import BaselineFile, closest, find, session_
 from pytest_ktinterf.baseline.thresholds import threshold_for
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.options import BaselineSettings, Options
+from pytest_ktinterf.server.discover import cores_of, listener
 from pytest_ktinterf.server.identity import describe
 
 GATED_METRICS = ("prefill", "decode", "prefill_per_stream", "decode_per_stream")
@@ -34,10 +35,11 @@ def fingerprint_of(options: Options) -> Fingerprint:
     Known from the options alone, before any server starts, so a missing or mismatched baseline
     is said at the start of the session, not after an hour of measuring.
     """
-    actor_cpus = sorted(set(os.sched_getaffinity(0)) - set(options.server_cpus))
+    server_cpus = server_cores(options)
+    actor_cpus = sorted(set(os.sched_getaffinity(0)) - set(server_cpus))
     return fingerprints.make(
         backend=options.backend,
-        server_cpus=list(options.server_cpus),
+        server_cpus=server_cpus,
         actor_cpus=actor_cpus,
         workload={
             "api": options.api,
@@ -45,6 +47,15 @@ def fingerprint_of(options: Options) -> Fingerprint:
             "max_tokens": options.max_tokens,
         },
     )
+
+
+def server_cores(options: Options) -> list[int]:
+    """The server's cores: as pinned or declared; for a running server not declared, as found
+    from its port (``server/discover.py``), none when it cannot be seen (not the default core)."""
+    if options.backend != "external" or options.server_cpus_given or options.url is None:
+        return list(options.server_cpus)
+    found = listener(options.url)
+    return (cores_of(found.tree()) or []) if found is not None else []
 
 
 @dataclass

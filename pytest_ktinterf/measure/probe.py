@@ -32,6 +32,7 @@ from pytest_ktinterf.errors import InvalidMeasurement, KtInterfError, ServerErro
 from pytest_ktinterf.measure.events import ProbeWarning as ProbeWarning
 from pytest_ktinterf.measure.events import TokenStream
 from pytest_ktinterf.measure.samples import RequestSample, RoundSample
+from pytest_ktinterf.measure.server_view import ServerView
 from pytest_ktinterf.measure.sse import HttpStatus, IncompleteResponse, httpx_stream, post_stream
 from pytest_ktinterf.system.cpus import off_cores
 
@@ -88,6 +89,7 @@ class Probe:
         self.extra_body = extra_body or {}
         self.filler_words: int | None = None
         self.avoid_cores = frozenset(avoid_cores)  # the server's: rounds run off them (``off_cores``)
+        self.server_view: ServerView | None = None  # its /metrics and log, watched per monitored round
 
     @contextlib.contextmanager
     def generating(self, max_tokens: int | None) -> Iterator[None]:

@@ -98,6 +98,7 @@ class RoundSample:
     # The probe's own CPU time for the round (its thread's, so the resource monitor's is not
     # counted): a probe short of CPU would under-report a fast server, and this says how close.
     probe_cpu_s: float | None = None
+    server: dict[str, Any] = field(default_factory=dict)  # the server's own view (``server_view.py``)
 
     @property
     def prefill_aggregate(self) -> float:
@@ -139,6 +140,18 @@ class RoundSample:
             "decode_per_stream, ram or vram"
         )
 
+    def per_request(self, name: str) -> float:
+        """Tokens over the seconds the requests spent on them, summed over the round's requests:
+        prefill = processed prompt tokens / summed TTFT, decode = (tokens - 1 each) / summed
+        decode spans. The quantity servers count (``measure/prometheus.py``), for the cross-check."""
+        if name == "prefill":
+            tokens = sum(r.processed_tokens for r in self.requests)
+            seconds = sum(r.ttft for r in self.requests)
+        else:
+            tokens = sum(r.completion_tokens - 1 for r in self.requests)
+            seconds = sum(r.t_last - r.t_first for r in self.requests)
+        return tokens / seconds if seconds > 0 else float("nan")
+
     def per_stream(self, name: str) -> list[float]:
         attr = "prefill_tps" if name == "prefill" else "decode_tps"
         return [getattr(r, attr) for r in sorted(self.requests, key=lambda r: r.stream)]
@@ -162,4 +175,10 @@ class RoundSample:
             "raw": [asdict(r) for r in self.requests],
             "resources": self.resources,
             "probe_cpu_s": self.probe_cpu_s,
+            **({"server": self.server} if self.server else {}),
+            **(
+                {"client_per_request_tps": {m: self.per_request(m) for m in ("prefill", "decode")}}
+                if self.server
+                else {}
+            ),
         }

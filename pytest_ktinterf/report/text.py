@@ -21,6 +21,7 @@ from pytest_ktinterf.report.record import (
     truncate,
     verdict_status,
 )
+from pytest_ktinterf.report.server_text import server_lines
 from pytest_ktinterf.report.time_text import time_lines
 from pytest_ktinterf.server.identity import describe
 
@@ -327,5 +328,6 @@ def render_lines(record: dict[str, Any], style: Style = TEXT) -> list[str]:
     comparisons = record.get("comparisons") or []
     if comparisons:
         out += _interference_lines(comparisons, style)
+        out += server_lines(comparisons, style)
         out += time_lines(comparisons, style)
     return out

@@ -8,23 +8,11 @@ this run get a column (all of them stay in the JSON record).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from pytest_ktinterf.measure.comparison import PHASES
 from pytest_ktinterf.report.record import truncate
-
-
-class Style(Protocol):
-    """How ``report.text`` writes a section (aligned text or Markdown); named here, not imported,
-    because ``report.text`` places this table in the report."""
-
-    @property
-    def title(self) -> Callable[[str], str]: ...
-
-    @property
-    def table(self) -> Callable[[list[str], list[list[str]]], list[str]]: ...
-
+from pytest_ktinterf.report.section import Style
 
 TITLE = "Where the time went (seconds per phase; actor start counts until its pressure is proven)"
 SHOWN_FROM_S = 0.05  # a phase below this in every condition (no server switch, no actor) is left out

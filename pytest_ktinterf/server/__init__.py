@@ -43,7 +43,13 @@ def open_server(options: Options, log_dir: Path, say: Say | None = None) -> Iter
     """Bring up (or connect to) the server the options describe; tear it down on exit."""
     if options.backend == "external":
         assert options.url is not None
-        yield external_server(options.url)
+        yield external_server(
+            options.url,
+            log_dir=log_dir,
+            declared_cpus=options.server_cpus if options.server_cpus_given else None,
+            log_file=Path(options.server_log) if options.server_log else None,
+            say=say,
+        )
     elif options.backend == "docker":
         with _docker(options, log_dir, say) as handle:
             yield handle

@@ -15,6 +15,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import httpx
@@ -22,6 +23,7 @@ import psutil
 
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.progress import Say
+from pytest_ktinterf.server.discover import cores_of
 from pytest_ktinterf.system.cgroups import MemoryCgroup
 from pytest_ktinterf.system.processes import Child
 
@@ -59,6 +61,7 @@ class ServerHandle:
     tree: Callable[[], list[psutil.Process]] | None = None  # for servers that are not our child
     tail: Callable[[int], str] | None = None
     pinned: list[int] | None = None  # cores it was pinned to, where its processes cannot be seen
+    log: Path | None = None  # its log file, when not our child's (a container's pump, a file named)
 
     def processes(self) -> list[psutil.Process]:
         """The server's process tree (empty when we cannot see it: external, remote engine)."""
@@ -67,14 +70,18 @@ class ServerHandle:
         return self.child.tree() if self.child else []
 
     def cpus(self) -> list[int] | None:
-        """The cores the server actually runs on, read from the OS; else as pinned, or None."""
+        """The cores the server may run on, read from the OS (its processes' affinities); else as
+        pinned or declared (``--kt-server-cpus`` for a server we cannot see), or None."""
         procs = self.processes()
         if not procs:
             return self.pinned
-        try:
-            return sorted(procs[0].cpu_affinity() or [])
-        except psutil.Error:
-            return None
+        return cores_of(procs)
+
+    def log_path(self) -> Path | None:
+        """The file its output goes to (read for KT's own figures), or None where we have none."""
+        if self.log is not None:
+            return self.log
+        return self.child.log_path if self.child is not None else None
 
     def log_tail(self, lines: int = 30) -> str:
         if self.tail is not None:

@@ -288,6 +288,7 @@ def run_container(
             tree=(lambda: _host_tree(container)) if local else None,
             tail=pump.tail,
             pinned=pinned,
+            log=pump.path,
         )
         handle.meta.update(
             {

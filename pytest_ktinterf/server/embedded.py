@@ -26,7 +26,8 @@ def llama_server_argv(
     parallel: int,
     context_per_slot: int,
 ) -> list[str]:
-    """The llama-server command line; the context is split evenly across ``parallel`` slots."""
+    """The llama-server command line; the context is split evenly across ``parallel`` slots, and
+    ``/metrics`` is on so the report shows the server's own rates beside the probe's."""
     return [
         str(assets.llama_server),
         "--model", str(assets.model),
@@ -37,6 +38,7 @@ def llama_server_argv(
         "--parallel", str(parallel),
         "--ctx-size", str(context_per_slot * parallel),
         "--no-webui",
+        "--metrics",  # its own counters, scraped per round beside the probe's (measure/server_view.py)
     ]  # fmt: skip
 
 

@@ -3,7 +3,7 @@
 # .device): (1) the GPU actors' own tests against NVML, while a CUDA llama-server builds in the
 # background (sm_90, no FlashAttention kernels; 185 s on the H100 machine's 16 cores, 2026-11-26);
 # (2) the seed's GPU rows against that server, all layers offloaded; (3) the concurrency row if
-# time is left; (4) the probe-ceiling benchmark on this many-core machine if time is left. Falls
+# time is left; (4) the same server started by hand, found through --kt-url (issue 15), if time is left. Falls
 # back to the CPU server carried beside it when the CUDA build fails, and says so. Everything it
 # reports lands in $OUT (the device tool brings back at most 8 files).
 set -u
@@ -52,7 +52,7 @@ if [ ! -x "$SERVER" ]; then
   xz -dc .device/llama-server-cpu.xz > /tmp/llama-server-cpu && chmod +x /tmp/llama-server-cpu
   SERVER=/tmp/llama-server-cpu; GPU_FLAGS=""
 fi
-CMD="$SERVER -m $REPO/.device/smollm2-6l.gguf --host 127.0.0.1 --port {port} -np 4 -c 4096 $GPU_FLAGS"
+CMD="$SERVER -m $REPO/.device/smollm2-6l.gguf --host 127.0.0.1 --port {port} -np 4 -c 4096 --metrics $GPU_FLAGS"
 stamp "GPU rows with: $CMD"
 timeout $(( 585 - ($(date +%s) - T0) )) python3 -m pytest experiments/seed_report.toml -k "gpu_" -v -p no:cacheprovider -rs \
   --kt-backend process --kt-server-cmd "$CMD" --kt-max-pairs 6 \
@@ -67,11 +67,14 @@ if [ $(( $(date +%s) - T0 )) -lt 440 ]; then
     --kt-report-json /tmp/unc/report.json 2>&1 | tail -25
   cp /tmp/unc/report.json "$OUT/uncontended.json" 2>/dev/null
 fi
-if [ $(( $(date +%s) - T0 )) -lt 500 ] && [ -d .device/aio ]; then
-  stamp "probe ceiling (issue 14 item 5): server on the last core, each client on core 0"
-  python3 -m pip install -q --no-index --no-compile --find-links .device/aio --target /tmp/site aiohttp \
-    || echo "aiohttp did not install: the bench runs without it"
-  timeout $(( 588 - ($(date +%s) - T0) )) python3 -m tests.benchmarks.bench_probe_ceiling --streams 16,64 \
-    --rounds 3 2>&1 | tee "$OUT/ceiling.log" | tail -30
+if [ $(( $(date +%s) - T0 )) -lt 500 ]; then
+  stamp "issue 15: the GPU server started by hand (setsid taskset -c 8-15), reached by --kt-url only"
+  PORT=18181
+  setsid taskset -c 8-15 ${CMD//\{port\}/$PORT} >/tmp/hand.log 2>&1 </dev/null &
+  for _ in $(seq 100); do curl -sf 127.0.0.1:$PORT/health >/dev/null && break; sleep 0.2; done
+  timeout $(( 588 - ($(date +%s) - T0) )) python3 -m pytest experiments/seed_report.toml -k "cpu_spare or cpu_server" \
+    -p no:cacheprovider -rs --kt-url http://127.0.0.1:$PORT --kt-max-pairs 6 \
+    --kt-report-json "$OUT/external.json" 2>&1 | tee "$OUT/external.log" | grep -v "^ktinterf:" | tail -40
+  pkill -f "port $PORT" || true
 fi
 stamp end
