@@ -66,6 +66,11 @@ _OPTIONS: tuple[_Opt, ...] = (
         "'Performance(T/s)' figures (default: a container's log stream when the server runs in one)",
     ),
     _Opt(
+        "server-container",
+        "the --kt-url server's container (name or id): for a published port (-p, Docker's proxy "
+        "owns it) or a remote engine, where its port's owner does not show the server",
+    ),
+    _Opt(
         "server-cmd",
         "command line that starts the server (process backend); '{port}' is replaced by a "
         "free port and the server is then expected at http://127.0.0.1:{port}",
@@ -188,6 +193,7 @@ class Options:
     backend: str = "embedded"
     url: str | None = None
     server_log: str | None = None  # the external server's log file (--kt-server-log)
+    server_container: str | None = None  # the external server's container (--kt-server-container)
     server_cmd: str | None = None
     server_port: int | None = None
     llama_server: str | None = None
@@ -320,6 +326,7 @@ def from_config(config: pytest.Config) -> Options:
         backend=backend,
         url=url,
         server_log=raw["server-log"],
+        server_container=raw["server-container"],
         server_cmd=raw["server-cmd"],
         server_port=integer("server-port", raw["server-port"], maximum=65535),
         llama_server=raw["llama-server"],

@@ -93,3 +93,13 @@ def test_a_log_that_vanished_is_said_not_raised(tmp_path):
     with view.watching() as watch:
         log.unlink()
     assert "error" in watch.figures(one_request_round())["kt_log"]
+
+
+def test_a_log_without_kt_lines_adds_nothing(tmp_path):
+    """llama-server's own log has no ``Performance`` line: its rounds carry no empty KT figures."""
+    log = tmp_path / "llama.log"
+    log.write_text("")
+    view = ServerView(url="http://127.0.0.1:9", log_path=log)
+    with view.watching() as watch:
+        log.write_text("slot launch_slot_: id  0 | task 5 | processing task\n")
+    assert watch.figures(one_request_round()) == {}

@@ -8,18 +8,21 @@ process from the port alone, and so its cores (for the CPU rows), its memory and
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from pytest_ktinterf.actors.cpu import core_set
 from pytest_ktinterf.baseline.session import server_cores
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.options import Options
-from pytest_ktinterf.server import open_server
-from pytest_ktinterf.server.discover import container_of, is_this_host, listener, shares_our_autogroup
+from pytest_ktinterf.server import container_lookup, open_server
+from pytest_ktinterf.server.discover import Found, container_of, is_this_host, listener, shares_our_autogroup
 from pytest_ktinterf.server.external import external_server
 from pytest_ktinterf.system.processes import Child
 from tests.hand_server import LAST_CORE, hand_started
@@ -111,6 +114,32 @@ def test_a_container_on_host_networking_is_found_by_its_port_with_its_log(engine
         while "listening" not in log.read_text(errors="replace") and time.monotonic() < deadline:
             time.sleep(0.1)  # the pump copies the container's past output as it streams it
         assert "listening" in log.read_text(errors="replace")
+        # named instead (a published port, a remote engine): the same container, the same cores
+        named = external_server(started.url, log_dir=tmp_path / "named", container=container.name)
+        assert named.meta["discovered"]["container"] == container.id and named.cpus() == [LAST_CORE]
+    with pytest.raises(KtInterfError, match="--kt-server-container=gone: no such container"):
+        container_lookup.by_name("gone")
+
+
+def test_a_port_owned_by_dockers_proxy_is_not_taken_for_the_server(tmp_path):
+    """Behind a published port the owner is docker-proxy (this VM's engine runs without a bridge,
+    so no real one): a process of that name whose container is unknown is refused, naming the fix."""
+    proxy = tmp_path / "docker-proxy"
+    shutil.copy("/bin/sh", proxy)
+    argv = [str(proxy), "-c", "sleep 30; true", "-container-ip", "192.0.2.9", "-container-port", "80"]
+    process = subprocess.Popen(argv)
+    try:
+        deadline = time.monotonic() + 10
+        while psutil.Process(process.pid).name() != "docker-proxy" and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the exec has happened
+        with pytest.raises(KtInterfError) as caught:
+            container_lookup.behind_proxy(Found(process.pid), "http://127.0.0.1:10002")
+        assert "--kt-server-container NAME" in caught.value.line()
+        # any other owner is the server itself
+        assert container_lookup.behind_proxy(Found(os.getpid()), "http://127.0.0.1:10002") is None
+    finally:
+        process.kill()
+        process.wait()
 
 
 def test_a_server_in_pytests_own_scheduling_group_is_named(server):

@@ -65,7 +65,9 @@ class Watch:
         if names is not None:
             found["metrics"] = self._metrics(names, sample)
         if self.log is not None:
-            found["kt_log"] = self.log.read(self.start, self.end or time.time())
+            lines = self.log.read(self.start, self.end or time.time())
+            if lines.get("lines") or lines.get("outside_window") or "error" in lines:
+                found["kt_log"] = lines  # a log with no KT line at all (llama-server's) says nothing
         return found
 
     def _metrics(self, names: prometheus.Names, sample: RoundSample) -> dict[str, Any]:

@@ -106,5 +106,7 @@ def server_lines(comparisons: list[dict[str, Any]], style: Style) -> list[str]:
         "",
         style.title(TITLE),
         *style.table(["condition", "arm", "server's figures", "decode", "prefill"], rows),
-        f"DISAGREE: the median ratio is further from 1 than the probe's known accuracy ({accuracy})",
+        f"DISAGREE: the median ratio is further from 1 than the probe's known accuracy ({accuracy}); "
+        "a prefill the server counts far faster than the probe's time to first token says the prompt "
+        "is too short for TTFT to time prefill (HTTP and tokenisation dominate: raise --kt-prompt-tokens)",
     ]

@@ -48,6 +48,7 @@ def open_server(options: Options, log_dir: Path, say: Say | None = None) -> Iter
             log_dir=log_dir,
             declared_cpus=options.server_cpus if options.server_cpus_given else None,
             log_file=Path(options.server_log) if options.server_log else None,
+            container=options.server_container,
             say=say,
         )
     elif options.backend == "docker":

@@ -15,6 +15,7 @@ import httpx
 
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.progress import Say
+from pytest_ktinterf.server import container_lookup
 from pytest_ktinterf.server.base import ServerHandle
 from pytest_ktinterf.server.discover import Found, cores_of, listener, shares_our_autogroup
 from pytest_ktinterf.system.cpus import format_cpu_list
@@ -83,12 +84,23 @@ def external_server(
     log_dir: Path,
     declared_cpus: list[int] | None = None,
     log_file: Path | None = None,
+    container: str | None = None,
     timeout_s: float = 10.0,
     say: Say | None = None,
 ) -> ServerHandle:
-    """A handle for the server at ``url``, with its processes, cores and log where they can be found."""
+    """A handle for the server at ``url``, with its processes, cores and log where they can be found.
+
+    ``container`` (``--kt-server-container``): the server's container by name or id, for a
+    server behind a published port or on a remote engine (its cpuset then stands for its cores).
+    """
     _check_answers(url, timeout_s)
     found = listener(url)
+    named = container_lookup.by_name(container) if container else None
+    if named is None and found is not None:
+        named = container_lookup.behind_proxy(found, url)
+    if named is not None:
+        found = named.found
+        declared_cpus = declared_cpus or (named.cpuset if found is None else None)
     seen = cores_of(found.tree()) if found is not None else None
     if seen and declared_cpus and sorted(declared_cpus) != seen:
         raise KtInterfError(
@@ -102,7 +114,8 @@ def external_server(
             f"--kt-server-log={log_file} is not a readable file",
             "name the file the server writes its log to (e.g. its stdout redirected), or drop the option",
         )
-    log = log_file or (_container_log(found.container, log_dir) if found and found.container else None)
+    container_id = named.id if named is not None else (found.container if found is not None else None)
+    log = log_file or (_container_log(container_id, log_dir) if container_id else None)
     handle = ServerHandle(
         url=url,
         backend="external",
@@ -119,6 +132,8 @@ def external_server(
     handle.meta["discovered"] = (
         {"pid": found.pid, **({"container": found.container} if found.container else {})}
         if found is not None
+        else {"container": named.id, "cpuset": named.cpuset}
+        if named is not None
         else "not on this host, or not visible (no root)"
     )
     return handle

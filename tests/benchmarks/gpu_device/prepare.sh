@@ -2,7 +2,8 @@
 # Fill .device/ (ignored by git) with what tests/benchmarks/gpu_device/run.sh needs on a lent GPU
 # machine, which reaches no network and takes at most 64 MiB: llama.cpp's source (trimmed to the
 # CUDA server's build, 4.5 MB), the embedded model cut to 6 layers (45 MB), the CPU llama-server
-# as a fallback, and wheels of this plugin and of docker (the image has the other dependencies).
+# as a fallback, wheels of this plugin and of docker (the image has the other dependencies), and
+# stress-ng with its libraries.
 # Run from the repository root after `python -m pytest_ktinterf fetch`, in the project's venv:
 #   bash tests/benchmarks/gpu_device/prepare.sh
 # then call the device tool with carry [".device"] and command
@@ -32,9 +33,10 @@ python -m venv "$work/venv" && "$work/venv/bin/pip" -q install gguf numpy
 xz -T2 -6 -c "$CACHE"/llama.cpp-*/bin/llama-server >.device/llama-server-cpu.xz
 pip -q download --no-deps docker -d .device/whl
 pip -q wheel --no-deps . -w .device/whl
-# aiohttp for the probe-ceiling benchmark's third client (not a dependency; 9 MB for CPython 3.10-3.12)
-for v in 310 311 312; do
-  pip -q download --only-binary=:all: --python-version $v --platform manylinux2014_x86_64 \
-    --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 aiohttp -d .device/aio
-done
+# stress-ng for the --kt-url step's CPU rows: Debian's binary with the libraries it links,
+# glibc's own left out (the image's is as new or newer)
+mkdir -p "$work/sng/lib" && cp "$(command -v stress-ng)" "$work/sng/"
+ldd "$(command -v stress-ng)" | awk '{print $3}' | grep -v -E '^$|libc\.so|libm\.so|libpthread' \
+  | xargs -I{} cp -L {} "$work/sng/lib/"
+tar -C "$work" -cJf .device/stress-ng.tar.xz sng
 du -sh .device

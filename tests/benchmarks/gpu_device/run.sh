@@ -6,8 +6,11 @@
 # time is left; (4) the same server started by hand, found through --kt-url (issue 15), if time is left. Falls
 # back to the CPU server carried beside it when the CUDA build fails, and says so. Everything it
 # reports lands in $OUT (the device tool brings back at most 8 files).
+# STEPS (default actors,rows,concurrency,external) picks steps, e.g. STEPS=external for a second call.
 set -u
 export PYTHONUNBUFFERED=1
+STEPS=",${STEPS:-actors,rows,concurrency,external},"
+want() { [[ "$STEPS" == *",$1,"* ]]; }
 cd "$(dirname "$0")/../../.."
 REPO=$PWD
 T0=$(date +%s)
@@ -41,8 +44,10 @@ export PYTHONPATH=/tmp/site
 python3 -c "import pytest, hypothesis, httpx, psutil, pynvml, torch; print('pytest', pytest.__version__, 'torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 
 
-stamp "GPU actor tests"
-timeout 240 python3 -m pytest tests/test_actor_gpu.py -v -p no:cacheprovider -rs 2>&1 | tee "$OUT/actor_gpu.log" | tail -45
+if want actors; then
+  stamp "GPU actor tests"
+  timeout 240 python3 -m pytest tests/test_actor_gpu.py -v -p no:cacheprovider -rs 2>&1 | tee "$OUT/actor_gpu.log" | tail -45
+fi
 stamp "waiting for the CUDA build"
 wait $BUILD; echo "build rc=$?"; tail -c 3000 /tmp/build.log; cp /tmp/build.log "$OUT/build.log"
 
@@ -53,27 +58,33 @@ if [ ! -x "$SERVER" ]; then
   SERVER=/tmp/llama-server-cpu; GPU_FLAGS=""
 fi
 CMD="$SERVER -m $REPO/.device/smollm2-6l.gguf --host 127.0.0.1 --port {port} -np 4 -c 4096 --metrics $GPU_FLAGS"
-stamp "GPU rows with: $CMD"
-timeout $(( 585 - ($(date +%s) - T0) )) python3 -m pytest experiments/seed_report.toml -k "gpu_" -v -p no:cacheprovider -rs \
-  --kt-backend process --kt-server-cmd "$CMD" --kt-max-pairs 6 \
-  --kt-report-json "$OUT/report.json" 2>&1 | tee "$OUT/rows.log" | tail -60
-stamp "rows done"
+if want rows; then
+  stamp "GPU rows with: $CMD"
+  timeout $(( 585 - ($(date +%s) - T0) )) python3 -m pytest experiments/seed_report.toml -k "gpu_" -v -p no:cacheprovider -rs \
+    --kt-backend process --kt-server-cmd "$CMD" --kt-max-pairs 6 \
+    --kt-report-json "$OUT/report.json" 2>&1 | tee "$OUT/rows.log" | tail -60
+  stamp "rows done"
+fi
 nvidia-smi --query-compute-apps=pid,used_memory --format=csv
 ps -eo pid,comm | grep -E "llama-server|python3 -m pytest_ktinterf" || echo "nothing left running"
-if [ $(( $(date +%s) - T0 )) -lt 440 ]; then
+if want concurrency && [ $(( $(date +%s) - T0 )) -lt 440 ]; then
   stamp "the GPU server at 1..N streams (concurrency row)"
   timeout $(( 540 - ($(date +%s) - T0) )) python3 -m pytest experiments/seed_report.toml -k "concurrency" \
     -p no:cacheprovider -rs --kt-backend process --kt-server-cmd "$CMD" --kt-max-pairs 6 \
     --kt-report-json /tmp/unc/report.json 2>&1 | tail -25
   cp /tmp/unc/report.json "$OUT/uncontended.json" 2>/dev/null
 fi
-if [ $(( $(date +%s) - T0 )) -lt 500 ]; then
+if want external && [ $(( $(date +%s) - T0 )) -lt 500 ] && [ -f .device/stress-ng.tar.xz ]; then
+  tar xJf .device/stress-ng.tar.xz -C /tmp  # Debian's stress-ng and the libraries the image may lack
+  export LD_LIBRARY_PATH="/tmp/sng/lib:${LD_LIBRARY_PATH:-}"
+  /tmp/sng/stress-ng --version || echo "!! the carried stress-ng does not run here"
   stamp "issue 15: the GPU server started by hand (setsid taskset -c 8-15), reached by --kt-url only"
   PORT=18181
   setsid taskset -c 8-15 ${CMD//\{port\}/$PORT} >/tmp/hand.log 2>&1 </dev/null &
   for _ in $(seq 100); do curl -sf 127.0.0.1:$PORT/health >/dev/null && break; sleep 0.2; done
-  timeout $(( 588 - ($(date +%s) - T0) )) python3 -m pytest experiments/seed_report.toml -k "cpu_spare or cpu_server" \
-    -p no:cacheprovider -rs --kt-url http://127.0.0.1:$PORT --kt-max-pairs 6 \
+  timeout $(( ${LIMIT:-588} - ($(date +%s) - T0) )) python3 -m pytest experiments/seed_report.toml \
+    -k "cpu_server or gpu_compute" -p no:cacheprovider -rs --kt-url http://127.0.0.1:$PORT \
+    --kt-max-pairs 6 --kt-stress-ng /tmp/sng/stress-ng \
     --kt-report-json "$OUT/external.json" 2>&1 | tee "$OUT/external.log" | grep -v "^ktinterf:" | tail -40
   pkill -f "port $PORT" || true
 fi
