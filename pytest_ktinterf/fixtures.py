@@ -133,8 +133,8 @@ for _name, _spec in ACTORS.items():
 @pytest.fixture
 def kt_interfere(request: pytest.FixtureRequest, kt_testbed: Testbed) -> Callable[..., Comparison]:
     """``kt_interfere(actor, expect=None, label=None, streams=None, baseline_streams=None,
-    design=None, check=True, report=None, **params)`` -> Comparison: the code-defined form of a
-    condition.
+    design=None, check=True, report=None, max_tokens=None, **params)`` -> Comparison: the
+    code-defined form of a condition (``max_tokens``: its own output length, as in a file).
 
     ``actor`` is a name as in experiment files (``cpu_stress``, ``ram_filler``, ... or ``none``),
     ``params`` its parameters, ``expect`` a dict metric -> outcome of hard claims (or taken from
@@ -154,6 +154,7 @@ def kt_interfere(request: pytest.FixtureRequest, kt_testbed: Testbed) -> Callabl
         design: Design | dict[str, int] | None = None,
         check: bool = True,
         report: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
         **params: Any,
     ) -> Comparison:
         spec = spec_from_call(
@@ -166,6 +167,7 @@ def kt_interfere(request: pytest.FixtureRequest, kt_testbed: Testbed) -> Callabl
             baseline_streams=baseline_streams,
             design=design,
             params=params,
+            max_tokens=max_tokens,
         )
         comparison = run(kt_testbed, spec, experiment=request.node.nodeid)
         for verdict in comparison.verdicts:

@@ -20,6 +20,10 @@ CALLS = {
         'kt_interfere("cpu_stress", cores="spare", report={"decode": "slower"})',
         "report.decode: unknown outcome 'slower'",
     ),
+    "bad_max_tokens": (
+        'kt_interfere("cpu_stress", cores="spare", expect={"decode": "degraded"}, max_tokens=2)',
+        "kt_interfere('cpu_stress'): max_tokens=2 -- fix: expected an integer >= 4",
+    ),
     "bad_metric": (
         'kt_interfere("cpu_stress", cores="spare", expect={"latency": "degraded"})',
         "unknown metric 'latency'",
@@ -57,6 +61,14 @@ def test_expectations_come_from_the_marker(pytester, monkeypatch, tmp_path):
             assert spec.design.min_pairs == 8 and spec.design.rounds == 2
             assert spec.label == "cpu_stress {'cores': 'server'}"
             assert spec.report == {} and spec.reference == {}
+            assert spec.max_tokens is None
+
+        @pytest.mark.interference(expect={"decode": "collapsed"})
+        def test_own_output_length(request):
+            spec = spec_from_call(request.node, "ram_overflow", expect=None, label=None, streams=None,
+                                  baseline_streams=None, design=None, params={"mode": "contained"},
+                                  max_tokens=16)
+            assert spec.max_tokens == 16  # the same field a file's max_tokens fills: compare() uses it
 
         @pytest.mark.interference(report={"prefill": "degraded"})
         def test_report_only(request):
@@ -69,4 +81,4 @@ def test_expectations_come_from_the_marker(pytester, monkeypatch, tmp_path):
         """
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)

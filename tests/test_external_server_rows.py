@@ -20,13 +20,16 @@ SEED = Path(__file__).resolve().parent.parent / "experiments" / "seed_report.tom
 
 
 def test_a_cpu_row_runs_against_a_hand_started_server_with_its_memory_and_own_figures(
-    pytester: pytest.Pytester, tmp_path: Path
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The child's interference item takes the machine lock exclusively while this session may hold
+    # it shared (an earlier test used the plugin): the child gets a lock of its own (system/lock.py).
+    monkeypatch.setenv("KTINTERF_STATE_DIR", str(tmp_path / "state"))
     shutil.copy(SEED, pytester.path / "seed_report.toml")
     with hand_started(tmp_path, "--metrics") as (url, child):
         result = pytester.runpytest_subprocess(
             "-p", "no:cacheprovider", "-m", "interference", "seed_report.toml", "-k", "cpu_spare",
-            f"--kt-url={url}", "--kt-max-pairs=6", "--kt-report-json=report.json",
+            f"--kt-url={url}", "--kt-max-pairs=6", "--kt-report-json=report.json", "--kt-lock-timeout=60",
         )  # fmt: skip
     output = result.stdout.str()
     assert result.ret == 0, output

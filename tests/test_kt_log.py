@@ -16,6 +16,9 @@ import pytest
 from pytest_ktinterf.measure import kt_log
 from pytest_ktinterf.measure.samples import RequestSample, RoundSample
 from pytest_ktinterf.measure.server_view import ServerView
+from pytest_ktinterf.options import Options
+from pytest_ktinterf.server import open_server
+from tests.hand_server import BINARY, LAST_CORE, MODEL
 
 CAPTURED = (Path(__file__).parent / "data" / "kt_v02_server.log").read_text().splitlines()
 
@@ -103,3 +106,20 @@ def test_a_log_without_kt_lines_adds_nothing(tmp_path):
     with view.watching() as watch:
         log.write_text("slot launch_slot_: id  0 | task 5 | processing task\n")
     assert watch.figures(one_request_round()) == {}
+
+
+def test_a_started_servers_own_log_is_where_its_kt_lines_are_read(tmp_path):
+    """A KT preset runs through the process (or docker) backend: its output goes to the session's
+    log file, which is the file its rounds are read from. Shown with a real llama-server started
+    by the process backend, KT's lines replayed into that same file during a round."""
+    command = f"{BINARY} -m {MODEL} --host 127.0.0.1 --port {{port}} -t 1 -c 1024 --metrics"
+    options = Options(backend="process", server_cmd=command, server_cpus=[LAST_CORE])
+    with open_server(options, tmp_path) as handle:
+        log = handle.log_path()
+        assert log is not None and log.parent == tmp_path and "llama" in log.read_text(errors="replace")
+        view = ServerView.find(handle.url, log)
+        with view.watching() as watch:
+            replay(log, time.time())
+        found = watch.figures(one_request_round())
+    assert found["kt_log"]["lines"] == 4
+    assert found["metrics"]["engine"] == "llama.cpp"

@@ -157,11 +157,13 @@ def spec_from_call(
     baseline_streams: int | None,
     design: Design | dict[str, int] | None,
     params: dict[str, Any],
+    max_tokens: int | None = None,
 ) -> ConditionSpec:
     """A condition for a code-defined test, validated like a file's (errors name the argument).
 
     ``expect`` holds hard claims; ``report`` cells to compare with (shown, never failing), e.g.
     another machine's figures. Either may come from ``@pytest.mark.interference(...)``.
+    ``max_tokens``: the condition's own output length, both arms, as in a file (None: the session's).
     """
     marker = node.get_closest_marker("interference")
     if expect is None and marker is not None:
@@ -174,6 +176,10 @@ def spec_from_call(
             "pass expect={'decode': 'degraded'} (hard claims) and/or report={...} (cells to compare "
             "with), or mark the test @pytest.mark.interference(expect={'decode': 'degraded'})",
         )
+    if max_tokens is not None and (
+        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 4
+    ):
+        raise KtInterfError(f"kt_interfere({actor!r}): max_tokens={max_tokens!r}", "expected an integer >= 4")
     for key, problem, expected in check_params(actor, params):
         raise KtInterfError(f"kt_interfere({actor!r}): {key}: {problem}", f"expected {expected}")
     try:
@@ -201,6 +207,7 @@ def spec_from_call(
         reference={metric: cell.outcome for metric, cell in cells.items()},
         streams=streams,
         baseline_streams=baseline_streams,
+        max_tokens=max_tokens,
         report=cells,
     )
     return dataclasses.replace(spec, design=design) if design is not None else spec
