@@ -70,8 +70,8 @@ class ServerHandle:
         return self.child.tree() if self.child else []
 
     def cpus(self) -> list[int] | None:
-        """The cores the server may run on, read from the OS (its processes' affinities); else as
-        pinned or declared (``--kt-server-cpus`` for a server we cannot see), or None."""
+        """The cores the server is pinned to, read from the OS (its main process's affinity); else
+        as pinned or declared (``--kt-server-cpus`` for a server we cannot see), or None."""
         procs = self.processes()
         if not procs:
             return self.pinned

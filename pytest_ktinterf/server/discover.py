@@ -126,12 +126,18 @@ def container_processes(pid: int, container: str) -> list[psutil.Process]:
 
 
 def cores_of(processes: list[psutil.Process]) -> list[int] | None:
-    """Every core any of ``processes`` may run on (their affinities' union), or None if unreadable."""
-    cores: set[int] = set()
-    for proc in processes:
-        with contextlib.suppress(psutil.Error):
-            cores.update(proc.cpu_affinity() or [])
-    return sorted(cores) or None
+    """The cores the server's main process (the first: the listener, the launcher) is pinned to,
+    or None if unreadable.
+
+    Its pinning is the intent (``taskset``, ``--cpuset-cpus``, ``--kt-server-cpus``): a worker
+    that spreads beyond it onto the neighbours' cores is what the CPU rows and the sensitivity
+    gate are there to catch, so "spare" cores must not follow it.
+    """
+    if not processes:
+        return None
+    with contextlib.suppress(psutil.Error):
+        return sorted(processes[0].cpu_affinity() or []) or None
+    return None
 
 
 def shares_our_autogroup(pid: int) -> bool:
