@@ -22,7 +22,14 @@ from pytest_ktinterf.baseline.session import server_cores
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.options import Options
 from pytest_ktinterf.server import container_lookup, open_server
-from pytest_ktinterf.server.discover import Found, container_of, is_this_host, listener, shares_our_autogroup
+from pytest_ktinterf.server.discover import (
+    Found,
+    autogroup,
+    container_of,
+    is_this_host,
+    listener,
+    shares_our_autogroup,
+)
 from pytest_ktinterf.server.external import external_server
 from pytest_ktinterf.system.processes import Child
 from tests.hand_server import LAST_CORE, hand_started
@@ -151,6 +158,18 @@ def test_a_server_in_pytests_own_scheduling_group_is_named(server):
         pytest.skip("this kernel schedules without autogroups: nothing to share")
     assert shares_our_autogroup(os.getpid())
     assert not shares_our_autogroup(child.pid)
+
+
+def test_the_root_autogroup_is_a_group_too():
+    """The kernel prints nothing for the root autogroup, where a CI runner started by init runs
+    pytest (CI failed here when empty text meant "unknown"): kthreadd never calls setsid."""
+    kthreadd = [p for p in psutil.process_iter(["name", "ppid"]) if p.info["name"] == "kthreadd"]
+    if not kthreadd or not Path("/proc/sys/kernel/sched_autogroup_enabled").exists():
+        pytest.skip("no kernel thread or no autogroups visible here")
+    assert Path(f"/proc/{kthreadd[0].pid}/autogroup").read_text() == ""
+    assert autogroup(kthreadd[0].pid) == "/"
+    assert autogroup("self").startswith("/autogroup-") or autogroup("self") == "/"
+    assert shares_our_autogroup(kthreadd[0].pid) == (autogroup("self") == "/")
 
 
 def test_the_baseline_fingerprint_has_the_running_servers_cores(server):

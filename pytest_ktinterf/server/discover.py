@@ -140,6 +140,17 @@ def cores_of(processes: list[psutil.Process]) -> list[int] | None:
     return None
 
 
+def autogroup(pid: int | str) -> str:
+    """The scheduling autogroup of ``pid`` ("/autogroup-N"), or "/" for the root one.
+
+    The kernel prints nothing for the root autogroup: init's session and every process below it
+    that never called setsid, as a CI runner started by init may be. Empty text is a group too,
+    and two processes in it share it. Raises OSError when the process cannot be read.
+    """
+    words = Path(f"/proc/{pid}/autogroup").read_text().split()
+    return words[0] if words else "/"
+
+
 def shares_our_autogroup(pid: int) -> bool:
     """Whether ``pid`` is in this process's scheduling autogroup (started from pytest's own shell).
 
@@ -151,7 +162,6 @@ def shares_our_autogroup(pid: int) -> bool:
     try:
         if Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() != "1":
             return False
-        theirs = Path(f"/proc/{pid}/autogroup").read_text().split()[0]
-        return theirs == Path("/proc/self/autogroup").read_text().split()[0]
-    except (OSError, IndexError):
+        return autogroup(pid) == autogroup("self")
+    except OSError:
         return False
