@@ -42,6 +42,7 @@ class KillingProbe:
 
     def __init__(self, probe: Probe) -> None:
         self.probe = probe
+        self.server_view = probe.server_view  # the real probe's view of the server, watched as usual
         self.armed: CpuStress | None = None
         self.killed: list[int] = []
 

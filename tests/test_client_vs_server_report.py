@@ -40,7 +40,7 @@ def test_a_disagreement_beyond_the_probes_accuracy_is_flagged():
     rows = [line for line in lines if line.startswith("cpu_server")]
     assert all("1.030 [1.030, 1.030] DISAGREE" in row for row in rows)
     # prefill 3% off is within its 10%: not flagged
-    assert all(row.rstrip().endswith("1.030 [1.030, 1.030]") for row in rows)
+    assert all("1.030 [1.030, 1.030] |" in row for row in rows)
 
 
 def test_prefill_is_compared_at_one_stream_only():
@@ -63,3 +63,20 @@ def test_the_section_is_part_of_the_report_in_both_styles():
     record = {"comparisons": [comparison(1.0)]}
     assert any(line.startswith("Client vs server") for line in render_lines(record, TEXT))
     assert any(line.startswith("### Client vs server") for line in render_lines(record, MARKDOWN))
+
+
+def test_what_the_server_held_is_the_most_seen_over_the_rounds():
+    """Its gauges per round (running, queued, KV use): the most over the arm's rounds, so a queue
+    that formed in one round only is still shown."""
+    record = comparison(1.0, streams=4)
+    for trial in record["trials"]:
+        trial["server"]["metrics"].update(running_max=4.0, queued_max=0.0, kv_use_max=0.031)
+    record["trials"][3]["more_rounds"][0]["server"]["metrics"].update(running_max=2.0, queued_max=2.0)
+    rows = [line for line in server_lines([record], TEXT) if line.startswith("cpu_server")]
+    assert rows[0].rstrip().endswith("running 4, queued 0, KV 3%")
+    assert rows[1].rstrip().endswith("running 4, queued 2, KV 3%")  # the condition arm's trial 3
+
+
+def test_a_server_without_gauges_holds_a_dash():
+    rows = [line for line in server_lines([comparison(1.0)], TEXT) if line.startswith("cpu_server")]
+    assert all(row.rstrip().endswith("| -") for row in rows)

@@ -39,6 +39,8 @@ class StandIn:
 class Machine:
     """The actors started so far, and a probe that notes at each round whether one was running."""
 
+    server_view = None  # no server behind it: nothing of its own to watch
+
     def __init__(self, fail_at: int | None = None) -> None:
         self.actors: list[StandIn] = []
         self.pressed: list[bool] = []  # one per counted round, warm-up included

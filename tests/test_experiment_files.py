@@ -553,6 +553,8 @@ class ScriptedProbe:
     """Rounds of one request: the condition halves prefill, and its decode ratio swings between
     0.80 and 0.95, an interval that straddles the edge of "unaffected within 15%" at any count."""
 
+    server_view = None  # no server behind it: nothing of its own to watch
+
     def __init__(self) -> None:
         self.calls = 0
 

@@ -72,6 +72,8 @@ def _round(decode_s: float) -> RoundSample:
 class HalvingProbe:
     """Every condition trial decodes at about half the baseline's speed (with a little spread)."""
 
+    server_view = None  # no server behind it: nothing of its own to watch
+
     def __init__(self) -> None:
         self.calls = 0
 

@@ -32,6 +32,7 @@ from pytest_ktinterf.report.record import Report, json_safe
 from pytest_ktinterf.report.text import render_lines
 from pytest_ktinterf.server.base import ServerHandle
 from pytest_ktinterf.system.assets import cache_dir
+from pytest_ktinterf.system.leftovers import list_leftovers
 from pytest_ktinterf.system.processes import spawn, terminate
 from pytest_ktinterf.system.reap import reap_leftovers
 from tests.scripted import trial_of_call
@@ -53,6 +54,8 @@ class ScriptedProbe:
 
     Call 1 is the warm-up, then the trials in their counterbalanced order (``tests/scripted.py``).
     """
+
+    server_view = None  # no server behind it: nothing of its own to watch
 
     def __init__(self, fail_at: int | None = None, error: BaseException | None = None) -> None:
         self.calls = 0
@@ -333,15 +336,20 @@ import os
 import signal
 
 
-def test_server_dies_at_pair_3(kt_compare, kt_server):
+def test_server_dies_at_pair_3(kt_compare, kt_server, kt_cpu_stress):
     calls = []
+
+    @contextlib.contextmanager
+    def stressed(kill):
+        with kt_cpu_stress("spare") as actor:
+            if kill:  # inside the actor's window: the server dies under pressure
+                os.kill(kt_server.processes()[0].pid, signal.SIGKILL)
+                kt_server.child.popen.wait(timeout=30)
+            yield actor
 
     def condition():
         calls.append(1)
-        if len(calls) == 2:  # pair 3's condition trial (pairs 1 and 2 share the first actor)
-            os.kill(kt_server.processes()[0].pid, signal.SIGKILL)
-            kt_server.child.popen.wait(timeout=30)
-        return contextlib.nullcontext()
+        return stressed(kill=len(calls) == 2)  # pair 3's (pairs 1 and 2 share the first actor)
 
     kt_compare(condition, label="server killed at pair 3", trials=6)
 """
@@ -380,14 +388,18 @@ def test_server_killed_at_pair_3_keeps_pairs_1_and_2_in_the_record(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    left: list[str] = []
     try:
         out = proc.communicate(timeout=420)[0].decode("utf-8", "replace")
+        monkeypatch.setenv("KTINTERF_STATE_DIR", str(state))
+        left = list_leftovers(pytester.path, containers=False)  # what the ended session left itself
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         monkeypatch.setenv("KTINTERF_STATE_DIR", str(state))
         reap_leftovers()  # the server runs in a process group of its own: the reaper finds it
+    assert left == [], left  # the stress-ng running when the server died was stopped
     assert proc.returncode == 1, out  # the error still fails the test
     assert "1 failed" in out, out
     # the probe's own client names the socket's error (measure/sse.py): refused, reset, or cut short
@@ -409,6 +421,7 @@ def test_server_killed_at_pair_3_keeps_pairs_1_and_2_in_the_record(
         ("baseline", 1),
     ]
     assert all(t["decode_aggregate_tps"] > 0 for t in comparison["trials"])
+    assert all(t["actor"] for t in comparison["trials"] if t["arm"] == "condition")  # stress ran
     assert [(t["arm"], t["index"]) for t in comparison["unpaired_trials"]] == [("baseline", 2)]
     assert comparison["reason"].startswith("request to http://127.0.0.1:")
     assert "-- fix: check that the server is still running" in comparison["reason"]

@@ -26,6 +26,7 @@ from pytest_ktinterf.server.discover import (
     Found,
     autogroup,
     container_of,
+    container_processes,
     is_this_host,
     listener,
     shares_our_autogroup,
@@ -115,6 +116,10 @@ def test_a_container_on_host_networking_is_found_by_its_port_with_its_log(engine
         assert handle.cpus() == [LAST_CORE]
         members = handle.processes()
         assert members and all(container_of(p.pid) == container.id for p in members)
+        top = container.top()  # the engine's own list of the container's processes (host pids)
+        column = top["Titles"].index("PID")
+        assert {p.pid for p in members} == {int(row[column]) for row in top["Processes"]}
+        assert {p.pid for p in started.processes()} == {p.pid for p in members}  # the backend's own view
         log = handle.log_path()
         assert log is not None and log.parent == tmp_path / "found"
         deadline = time.monotonic() + 30
@@ -158,6 +163,12 @@ def test_a_server_in_pytests_own_scheduling_group_is_named(server):
         pytest.skip("this kernel schedules without autogroups: nothing to share")
     assert shares_our_autogroup(os.getpid())
     assert not shares_our_autogroup(child.pid)
+
+
+def test_a_cgroup_that_is_not_the_containers_is_never_read_as_its_processes():
+    """The container's cgroup is read only when its directory names the container: pytest's own
+    cgroup (the host's root here) would list every process on the host as the server's."""
+    assert [p.pid for p in container_processes(os.getpid(), "f" * 64)] == [os.getpid()]
 
 
 def test_the_root_autogroup_is_a_group_too():

@@ -23,6 +23,8 @@ ROUND_S, START_S, STOP_S = 0.02, 0.05, 0.03
 class SlowProbe:
     """Every round takes at least ``ROUND_S``; the condition decodes at half speed."""
 
+    server_view = None  # no server behind it: nothing of its own to watch
+
     def __init__(self, rounds: int = 1) -> None:
         self.calls = 0
         self.rounds = rounds

@@ -83,7 +83,7 @@ def carry_partial(exc: BaseException, result: Comparison, log_tail: Callable[[],
 def measure_monitored(probe: Probe, streams: int, processes: ProcessSource) -> RoundSample:
     """One round with the resource monitor running and, where the probe knows how, the server's
     own view of it (``measure/server_view.py``); both ride on the sample."""
-    view = getattr(probe, "server_view", None)  # a stand-in probe of the unit tests has none
+    view = probe.server_view
     with ResourceMonitor(processes=processes) as monitor:
         if view is None:
             sample = probe.measure(streams)

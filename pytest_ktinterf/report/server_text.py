@@ -76,6 +76,26 @@ def agreement(trials: list[dict[str, Any]], metric: str) -> dict[str, Any] | Non
     }
 
 
+GAUGES = (("running_max", "running {:.0f}"), ("queued_max", "queued {:.0f}"), ("kv_use_max", "KV {:.0%}"))
+
+
+def held(trials: list[dict[str, Any]]) -> str:
+    """The most the server was seen holding over the arm's rounds: requests running, requests
+    queued, KV cache use (its gauges, scraped during each round).
+
+    Queued above 0 means some requests waited for a slot: at N streams the server did not run
+    all N at once (too few slots, ``--parallel``), and the "aggregate" is not N concurrent ones.
+    """
+    most: dict[str, float] = {}
+    for trial in trials:
+        for record in _rounds(trial):
+            metrics = (record.get("server") or {}).get("metrics") or {}
+            for key, _ in GAUGES:
+                if is_finite(metrics.get(key)):
+                    most[key] = max(most.get(key, 0.0), float(metrics[key]))
+    return ", ".join(text.format(most[key]) for key, text in GAUGES if key in most) or "-"
+
+
 def _cell(found: dict[str, Any] | None) -> str:
     if found is None:
         return "-"
@@ -98,15 +118,18 @@ def server_lines(comparisons: list[dict[str, Any]], style: Style) -> list[str]:
                 continue
             source = (decode or prefill or {}).get("source", "-")
             prefill_cell = _cell(prefill) if one_stream else "(1 stream only)"
-            rows.append([name, arm, source, _cell(decode), prefill_cell])
+            rows.append([name, arm, source, _cell(decode), prefill_cell, held(trials)])
     if not rows:
         return []
     accuracy = ", ".join(f"{m} {100 * a:.0f}%" for m, a in AGREEMENT.items())
     return [
         "",
         style.title(TITLE),
-        *style.table(["condition", "arm", "server's figures", "decode", "prefill"], rows),
+        *style.table(
+            ["condition", "arm", "server's figures", "decode", "prefill", "server held (most seen)"], rows
+        ),
         f"DISAGREE: the median ratio is further from 1 than the probe's known accuracy ({accuracy}); "
         "a prefill the server counts far faster than the probe's time to first token says the prompt "
-        "is too short for TTFT to time prefill (HTTP and tokenisation dominate: raise --kt-prompt-tokens)",
+        "is too short for TTFT to time prefill (HTTP and tokenisation dominate: raise --kt-prompt-tokens). "
+        "Server held: its gauges, scraped during the rounds; queued above 0 means requests waited for a slot",
     ]

@@ -17,11 +17,16 @@ import contextlib
 import ipaddress
 import re
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import psutil
+
+from pytest_ktinterf.errors import KtInterfError
+from pytest_ktinterf.system import cgroups
 
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain")
 _CONTAINER_ID = re.compile(r"(?:docker[-/]|/containers?/)([0-9a-f]{64})")
@@ -115,14 +120,50 @@ def container_of(pid: int) -> str | None:
 
 
 def container_processes(pid: int, container: str) -> list[psutil.Process]:
-    """Every process whose cgroup names ``container`` (the container's whole process tree)."""
+    """Every process of ``container`` (whose cgroup names it), the listener ``pid`` first.
+
+    Read from the container's own cgroup (``cgroup.procs``, a few pids) where it can be: the
+    monitor asks four times a second, and scanning every process's cgroup file on the host
+    costs far more (see ``tests/benchmarks/bench_container_tree.py``). Else that scan.
+    """
+    pids = _cgroup_members(pid, container)
+    if pids is None:
+        pids = [p for p in psutil.pids() if p == pid or container_of(p) == container]
     members = []
-    for proc in psutil.process_iter():
-        with contextlib.suppress(psutil.Error, OSError):
-            if proc.pid == pid or container_of(proc.pid) == container:
-                members.append(proc)
-    members.sort(key=lambda p: p.pid != pid)  # the listener first: its affinity names the cores
+    for member in sorted(pids, key=lambda p: p != pid):  # the listener first: its affinity names the cores
+        with contextlib.suppress(psutil.Error):
+            members.append(psutil.Process(member))
     return members
+
+
+def _cgroup_members(pid: int, container: str) -> list[int] | None:
+    """The pids in the container's ``pids`` cgroup (Docker puts all of them in one), or None when
+    the cgroup cannot be read or is not the container's (the caller then scans)."""
+    try:
+        _, directory = cgroups.locate(pid, "pids")
+    except (KtInterfError, OSError, ValueError):
+        return None
+    if container not in directory.name:
+        return None
+    return cgroups.pids_in(directory) or None
+
+
+def container_tree(container: Any) -> Callable[[], list[psutil.Process]]:
+    """A started container's processes as the host sees them (local engine only; a docker SDK
+    container): read from its cgroup at each monitor sample, its main pid asked of the engine
+    once (an API call a sample cost more than the rest of the sample, see the benchmark)."""
+    main: list[int] = []
+
+    def tree() -> list[psutil.Process]:
+        if not main:
+            with contextlib.suppress(Exception):
+                container.reload()
+                pid = int(container.attrs["State"]["Pid"])  # 0 once the container has stopped
+                if pid:
+                    main.append(pid)
+        return container_processes(main[0], container.id) if main else []
+
+    return tree
 
 
 def cores_of(processes: list[psutil.Process]) -> list[int] | None:

@@ -28,6 +28,7 @@ import psutil
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.option_values import words
 from pytest_ktinterf.server.base import Say, ServerHandle, free_port, wait_ready
+from pytest_ktinterf.server.discover import container_tree
 from pytest_ktinterf.server.embedded import llama_server_argv
 from pytest_ktinterf.system import docker_engine
 from pytest_ktinterf.system.assets import EmbeddedAssets
@@ -164,17 +165,6 @@ class ContainerMemory:
         self.container.update(mem_limit=self.unlimited, memswap_limit=2 * self.unlimited)
 
 
-def _host_tree(container: Any) -> list[psutil.Process]:
-    """The container's processes as the host sees them (local engine only)."""
-    with contextlib.suppress(Exception):
-        container.reload()
-        pid = int(container.attrs["State"]["Pid"])
-        if pid:
-            root = psutil.Process(pid)
-            return [root, *root.children(recursive=True)]
-    return []
-
-
 def _exited(container: Any, pump: docker_engine.LogPump) -> str | None:
     """Why the container is gone (its log drained into the pump's file first), or None."""
     import docker.errors
@@ -285,7 +275,7 @@ def run_container(
             backend="docker",
             description=description,
             cgroup=ContainerMemory(container, unlimited),
-            tree=(lambda: _host_tree(container)) if local else None,
+            tree=container_tree(container) if local else None,
             tail=pump.tail,
             pinned=pinned,
             log=pump.path,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import psutil
 
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.progress import Say
@@ -63,12 +64,13 @@ def _container_log(container: str, log_dir: Path) -> Path | None:
     return docker_engine.LogPump(found, log_dir / f"server-container-{found.name}.log").path
 
 
-def _description(url: str, found: Found | None, cores: list[int] | None) -> str:
+def _description(
+    url: str, found: Found | None, processes: list[psutil.Process], cores: list[int] | None
+) -> str:
     if found is None:
         where = f"cores {format_cpu_list(cores)} as declared" if cores else "its process not visible"
         return f"external server {url} ({where})"
     name = "?"
-    processes = found.tree()
     if processes:
         try:
             name = processes[0].name()
@@ -101,7 +103,8 @@ def external_server(
     if named is not None:
         found = named.found
         declared_cpus = declared_cpus or (named.cpuset if found is None else None)
-    seen = cores_of(found.tree()) if found is not None else None
+    processes = found.tree() if found is not None else []
+    seen = cores_of(processes)
     if seen and declared_cpus and sorted(declared_cpus) != seen:
         raise KtInterfError(
             f"--kt-server-cpus={format_cpu_list(declared_cpus)} but the server at --kt-url {url} "
@@ -119,7 +122,7 @@ def external_server(
     handle = ServerHandle(
         url=url,
         backend="external",
-        description=_description(url, found, seen or declared_cpus),
+        description=_description(url, found, processes, seen or declared_cpus),
         tree=found.tree if found is not None else None,
         pinned=declared_cpus or None,
         log=log,

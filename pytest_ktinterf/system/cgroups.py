@@ -93,7 +93,8 @@ def read_stat(directory: Path) -> dict[str, int]:
     return stat
 
 
-def _pids(directory: Path) -> list[int]:
+def pids_in(directory: Path) -> list[int]:
+    """The processes in the cgroup ``directory`` itself (not in its children); [] if unreadable."""
     try:
         return [int(x) for x in (directory / "cgroup.procs").read_text().split()]
     except (OSError, ValueError):
@@ -104,7 +105,7 @@ def _evacuate_and_remove(path: Path, home: Path, timeout_s: float = 10.0) -> Non
     """Move every process in ``path`` to ``home`` and remove ``path`` (retrying while busy)."""
     deadline = time.monotonic() + timeout_s
     while path.exists():
-        for pid in _pids(path):
+        for pid in pids_in(path):
             with contextlib.suppress(OSError):  # it may have exited meanwhile
                 _write(home / "cgroup.procs", str(pid))
         try:
@@ -174,7 +175,7 @@ class Cgroup:
                 _write(self.path / "cgroup.procs", str(pid))
 
     def pids(self) -> list[int]:
-        return _pids(self.path)
+        return pids_in(self.path)
 
     def write(self, name: str, value: str) -> None:
         """Set one of the group's control files (``cpu.max``, ``memory.limit_in_bytes`` ...)."""
