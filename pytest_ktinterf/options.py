@@ -132,6 +132,12 @@ _OPTIONS: tuple[_Opt, ...] = (
     ),
     _Opt("parallel", "parallel slots of the embedded server, i.e. the most streams (default 4)", "4"),
     _Opt("ready-timeout", "seconds to wait for the server to become ready (default 180)", "180"),
+    _Opt(
+        "request-timeout",
+        "seconds a probe request may wait for the server's next byte, its prefill included "
+        "(default 300); raise it for long prompts on a slow CPU prefill",
+        "300",
+    ),
     _Opt("api", "endpoint the probe uses: chat (default) or completions", "chat"),
     _Opt("model-name", "model name sent in requests (default: first id from /v1/models)"),
     _Opt("prompt-tokens", "prompt length in tokens for every request (default 128)", "128"),
@@ -206,6 +212,7 @@ class Options:
     candidate_residency: str = "both"  # or "alternate" (server/alternating.py)
     parallel: int = 4
     ready_timeout: float = 180.0
+    request_timeout: float = 300.0
     api: str = "chat"
     model_name: str | None = None
     prompt_tokens: int = 128
@@ -339,6 +346,7 @@ def from_config(config: pytest.Config) -> Options:
         candidate_residency=residency,
         parallel=integer("parallel", raw["parallel"]) or 4,
         ready_timeout=float(integer("ready-timeout", raw["ready-timeout"]) or 180),
+        request_timeout=float(integer("request-timeout", raw["request-timeout"]) or 300),
         api=api,
         model_name=raw["model-name"],
         prompt_tokens=integer("prompt-tokens", raw["prompt-tokens"], minimum=8) or 128,

@@ -151,6 +151,7 @@ class Testbed:
             prompt_tokens=self.options.prompt_tokens,
             max_tokens=self.options.max_tokens,
             avoid_cores=server.cpus() or (),
+            request_timeout_s=self.options.request_timeout,
         )
         probe.server_view = ServerView.find(server.url, server.log_path())
         with measuring(), self._server_evidence(server):
@@ -179,6 +180,7 @@ class Testbed:
                 "model": probe.model,
                 "prompt_tokens": self.options.prompt_tokens,
                 "max_tokens": self.options.max_tokens,
+                "request_timeout_s": probe.timeout.read,
             }
 
     def candidate(self) -> Arm:

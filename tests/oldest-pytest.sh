@@ -9,4 +9,5 @@ python3 -m venv .venv-oldest
 .venv-oldest/bin/pip install -q -e '.[dev]' "pytest==${oldest}.*"
 .venv-oldest/bin/python -m pytest --version
 .venv-oldest/bin/python -m pytest -p no:cacheprovider -q tests/test_inert.py tests/test_no_overlap.py \
-  tests/test_code_defined_api.py tests/test_user_errors.py tests/test_experiment_files.py tests/test_xdist_once.py
+  tests/test_code_defined_api.py tests/test_user_errors.py tests/test_experiment_files.py \
+  tests/test_experiment_collection.py tests/test_experiment_roundtrip.py tests/test_xdist_once.py

@@ -28,7 +28,7 @@ from pytest_ktinterf.options import Options
 from pytest_ktinterf.report.baseline_text import gate_verdicts
 from pytest_ktinterf.server import candidate_options
 from tests.gate_sessions import new_project, server_cmd, session, usable
-from tests.test_report_render import fake_round
+from tests.report_records import fake_round
 
 THROUGHPUT_ITEMS = "candidate and not candidate-"  # candidate[prefill|decode], not the conditions' A/B
 needs_assets = pytest.mark.skipif(

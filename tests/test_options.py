@@ -92,3 +92,9 @@ def test_cpu_list_syntax_errors():
         parse_cpu_list("1-x")
     with pytest.raises(KtInterfError, match="is not a core list"):
         parse_cpu_list("3-1")
+
+
+def test_a_request_timeout_below_one_second_is_a_usage_error_naming_the_option(pytester: pytest.Pytester):
+    result = pytester.runpytest_subprocess("--kt-request-timeout=0")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--kt-request-timeout='0' is not valid -- fix: give an integer >= 1*"])

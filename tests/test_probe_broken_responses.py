@@ -196,4 +196,5 @@ def test_a_hung_server_is_one_clear_error_within_the_deadline(then, body, messag
     assert isinstance(error, ServerError), repr(error)
     assert message in error.line() and url in error.line(), error.line()
     assert "\n" not in error.line() and " -- fix: " in error.line()
+    assert "raise --kt-request-timeout" in error.fix  # a long prefill is the other cause
     assert elapsed < TIMEOUT_S + 5.0, f"the error took {elapsed:.1f} s"

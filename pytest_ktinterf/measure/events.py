@@ -16,6 +16,8 @@ from typing import Any
 from pytest_ktinterf.errors import InvalidMeasurement, ServerError
 from pytest_ktinterf.measure.samples import RequestSample
 
+LONG_PREFILL = "a long prefill that is expected: raise --kt-request-timeout"  # a timeout's other fix
+
 
 class ProbeWarning(UserWarning):
     """A measurement that is usable but less exact than it should be."""
@@ -116,7 +118,8 @@ def _check_progress(since_token_s: float, limit: float | None, url: str) -> None
     if limit is not None and since_token_s > limit:
         raise ServerError(
             f"request to {url} streamed no token for {limit} s (only keep-alive lines or token-less chunks)",
-            "the server is hung behind a live connection; check its log, or lower --kt-streams",
+            f"the server is hung behind a live connection: check its log, or lower --kt-streams; "
+            f"{LONG_PREFILL}",
         )
 
 

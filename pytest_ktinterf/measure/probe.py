@@ -29,8 +29,8 @@ from typing import Any
 import httpx
 
 from pytest_ktinterf.errors import InvalidMeasurement, KtInterfError, ServerError
+from pytest_ktinterf.measure.events import LONG_PREFILL, TokenStream
 from pytest_ktinterf.measure.events import ProbeWarning as ProbeWarning
-from pytest_ktinterf.measure.events import TokenStream
 from pytest_ktinterf.measure.samples import RequestSample, RoundSample
 from pytest_ktinterf.measure.server_view import ServerView
 from pytest_ktinterf.measure.sse import HttpStatus, IncompleteResponse, httpx_stream, post_stream
@@ -173,7 +173,7 @@ class Probe:
         except (httpx.TimeoutException, TimeoutError, asyncio.TimeoutError) as exc:
             raise ServerError(
                 f"request to {self.url}{self.path} timed out after {self.timeout.read} s",
-                "the server is overloaded or hung; check its log, or lower --kt-streams",
+                f"the server is overloaded or hung: check its log, or lower --kt-streams; {LONG_PREFILL}",
             ) from exc
         except (httpx.HTTPError, OSError, IncompleteResponse) as exc:
             raise ServerError(

@@ -46,7 +46,7 @@ python3 -c "import pytest, hypothesis, httpx, psutil, pynvml, torch; print('pyte
 
 if want actors; then
   stamp "GPU actor tests"
-  timeout 240 python3 -m pytest tests/test_actor_gpu.py -v -p no:cacheprovider -rs 2>&1 | tee "$OUT/actor_gpu.log" | tail -45
+  timeout 240 python3 -m pytest tests/test_actor_gpu.py tests/test_gpu_rules.py -v -p no:cacheprovider -rs 2>&1 | tee "$OUT/actor_gpu.log" | tail -45
 fi
 stamp "waiting for the CUDA build"
 wait $BUILD; echo "build rc=$?"; tail -c 3000 /tmp/build.log; cp /tmp/build.log "$OUT/build.log"
