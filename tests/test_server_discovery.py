@@ -27,11 +27,13 @@ from pytest_ktinterf.server.discover import (
     autogroup,
     container_of,
     container_processes,
+    in_root_cpu_group,
     is_this_host,
     listener,
     shares_our_autogroup,
 )
 from pytest_ktinterf.server.external import external_server
+from pytest_ktinterf.system.cgroups import Cgroup
 from pytest_ktinterf.system.processes import Child
 from tests.hand_server import LAST_CORE, hand_started
 
@@ -181,6 +183,32 @@ def test_the_root_autogroup_is_a_group_too():
     assert autogroup(kthreadd[0].pid) == "/"
     assert autogroup("self").startswith("/autogroup-") or autogroup("self") == "/"
     assert shares_our_autogroup(kthreadd[0].pid) == (autogroup("self") == "/")
+
+
+def test_a_process_in_a_cpu_cgroup_is_shared_out_by_it_not_by_its_autogroup():
+    """Autogroups apply only in the root CPU task group (the kernel's task_wants_autogroup): a
+    process of pytest's own autogroup moved into a cpu cgroup reads the same autogroup, which
+    then says nothing (on systemd hosts with cgroup v2 every session may be such a process)."""
+    if os.geteuid() != 0 or Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() != "1":
+        pytest.skip("needs root and autogroups")
+    if not in_root_cpu_group("self"):
+        pytest.skip("this pytest runs in a CPU cgroup: autogroups do not apply to it")
+    child = subprocess.Popen(["sleep", "60"])  # the same session: the same autogroup
+    group = None
+    try:
+        assert shares_our_autogroup(child.pid)
+        try:
+            group = Cgroup.make("cpu", os.getpid(), "autogroup-test")
+        except KtInterfError as exc:
+            pytest.skip(f"no cpu cgroup can be made here: {exc.line()}")
+        group.add([child.pid])
+        assert autogroup(child.pid) == autogroup("self") and not in_root_cpu_group(child.pid)
+        assert not shares_our_autogroup(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+        if group is not None:
+            group.remove()
 
 
 def test_the_baseline_fingerprint_has_the_running_servers_cores(server):

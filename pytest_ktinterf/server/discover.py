@@ -203,6 +203,27 @@ def shares_our_autogroup(pid: int) -> bool:
     try:
         if Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() != "1":
             return False
-        return autogroup(pid) == autogroup("self")
+        same = autogroup(pid) == autogroup("self")
+        return same and in_root_cpu_group(pid) and in_root_cpu_group("self")
     except OSError:
         return False
+
+
+def in_root_cpu_group(pid: int | str) -> bool:
+    """Whether ``pid`` is in the root CPU task group, the only place autogroups apply.
+
+    The kernel puts a task in its autogroup only when no CPU cgroup holds it (``task_wants_
+    autogroup``): a process in a v1 ``cpu`` cgroup other than "/", or in a v2 cgroup below a
+    root that enables ``cpu`` for its children (systemd hosts often do), is shared out by its
+    cgroup instead, and then the autogroup it reads says nothing. Raises OSError if unreadable.
+    """
+    lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "cpu" in controllers.split(","):
+            return path == "/"
+    unified = next((line[3:] for line in lines if line.startswith("0::")), "/")
+    if unified == "/":
+        return True
+    roots = [mount for mount, fstype, _ in cgroups.mounts() if fstype == "cgroup2"]
+    return not any("cpu" in Path(root, "cgroup.subtree_control").read_text().split() for root in roots)

@@ -31,7 +31,8 @@ _C = TypeVar("_C", bound="Cgroup")
 ROOT_HINT = "run pytest as root (cgroups need it) with the memory controller mounted"
 
 
-def _mounts() -> list[tuple[str, str, list[str]]]:
+def mounts() -> list[tuple[str, str, list[str]]]:
+    """The cgroup hierarchies mounted: (mount point, "cgroup" or "cgroup2", mount options)."""
     rows = []
     with open("/proc/mounts") as handle:
         for row in handle:
@@ -46,7 +47,7 @@ def v1_directory(pid: int, controller: str) -> Path | None:
     for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
         _, controllers, rel = line.split(":", 2)
         if controller in controllers.split(","):
-            for mount, fstype, opts in _mounts():
+            for mount, fstype, opts in mounts():
                 if fstype == "cgroup" and controller in opts:
                     return Path(mount + rel)
     return None
@@ -61,14 +62,14 @@ def locate(pid: int, controller: str = "memory") -> tuple[int, Path]:
     try:
         found = v1_directory(pid, controller)
         lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
-        mounts = _mounts()
+        mounted = mounts()
     except OSError as exc:
         raise KtInterfError(f"cannot read the cgroup of process {pid} ({exc})", ROOT_HINT) from exc
     if found is not None:
         return 1, found
     for line in lines:
         if line.startswith("0::"):
-            for mount, fstype, _ in mounts:
+            for mount, fstype, _ in mounted:
                 if fstype == "cgroup2":
                     return 2, Path(mount + line[3:])
     other = ", or use host overflow" if controller == "memory" else ""

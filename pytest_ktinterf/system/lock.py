@@ -128,9 +128,11 @@ def hold(
             _held.handle.close()
             _held.handle = None
             _held.mode = None
-        else:
+        elif _held.handle is not None:
             _acquire(_held.handle, previous, None, note_every_s, None)
             _held.mode = previous
+        # else the outer hold let go first: Ctrl-C unwinds an item's protocol (and its hold) before
+        # pytest tears down the item's fixtures, one of which may hold this one; nothing to restore
 
 
 def measuring(say: Say | None = None) -> contextlib.AbstractContextManager[None]:
