@@ -25,13 +25,8 @@ import pytest
 
 from pytest_ktinterf.actors import gpu, gpu_device
 from pytest_ktinterf.actors.gpu import GpuCompute, GpuMemoryHog
-from pytest_ktinterf.actors.gpu_device import (
-    gpu_unavailable_reason,
-)
-from pytest_ktinterf.actors.gpu_rules import (
-    GIB,
-    MIB,
-)
+from pytest_ktinterf.actors.gpu_device import gpu_unavailable_reason
+from pytest_ktinterf.actors.gpu_rules import GIB, MIB
 from pytest_ktinterf.errors import KtInterfError
 from pytest_ktinterf.system.lock import measuring
 from pytest_ktinterf.system.processes import spawn, terminate

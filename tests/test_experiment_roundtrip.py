@@ -11,10 +11,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_ktinterf.experiment.schema import (
-    GATE_METRICS,
-    load_experiment,
-)
+from pytest_ktinterf.experiment.schema import GATE_METRICS, load_experiment
 from pytest_ktinterf.judge.expectations import DEFAULT_BOUNDS, METRICS, OUTCOMES
 from tests.experiment_texts import HEAD
 

@@ -18,11 +18,7 @@ from pytest_ktinterf.report.markdown import HARMFUL, OPEN, SAFE, advice_class, a
 from pytest_ktinterf.report.plots import COLOURS, effects_svg, throughput_svg, write_plots
 from pytest_ktinterf.report.svg import fit, nice_ticks
 from pytest_ktinterf.report.text import INTERFERENCE_TITLE
-from tests.report_records import (
-    SVG,
-    new_record,
-    old_record,
-)
+from tests.report_records import SVG, new_record, old_record
 
 
 def test_effects_svg_draws_one_dot_per_comparison_and_metric() -> None:

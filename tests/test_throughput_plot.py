@@ -20,11 +20,7 @@ from pytest_ktinterf.report.plots import throughput_svg
 from pytest_ktinterf.report.record import Report, median_round
 from pytest_ktinterf.report.throughput_plot import has_throughput
 from pytest_ktinterf.report.throughput_series import SERIES
-from tests.report_records import (
-    SVG,
-    fake_round,
-    old_record,
-)
+from tests.report_records import SVG, fake_round, old_record
 
 # -- the throughput plot: now vs baseline vs candidate --------------------------------------------
 
