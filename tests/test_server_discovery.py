@@ -182,7 +182,8 @@ def test_the_root_autogroup_is_a_group_too():
     assert Path(f"/proc/{kthreadd[0].pid}/autogroup").read_text() == ""
     assert autogroup(kthreadd[0].pid) == "/"
     assert autogroup("self").startswith("/autogroup-") or autogroup("self") == "/"
-    assert shares_our_autogroup(kthreadd[0].pid) == (autogroup("self") == "/")
+    in_ours = autogroup("self") == "/" and in_root_cpu_group("self")  # where autogroups apply
+    assert shares_our_autogroup(kthreadd[0].pid) == in_ours
 
 
 def test_a_process_in_a_cpu_cgroup_is_shared_out_by_it_not_by_its_autogroup():
